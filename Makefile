@@ -1,0 +1,73 @@
+# lay7.ha developer entry points. Every target installs what it needs on first use:
+# a virtualenv from requirements.txt and the Debian packages the tests drive.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PYTHON      ?= python3
+BIN         := $(CURDIR)/$(VENV)/bin
+COLL_LINK   := .collections/ansible_collections/lay7/ha
+SYSTEM_PKGS := haproxy debootstrap systemd-container iproute2 nftables openssh-client curl wrk rsync
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv deps collection lint unit integration sanity build lab-tests molecule-lab test demo bench clean
+
+help:
+	@echo "make demo   - boot the lab, deploy the topology, print the proof"
+	@echo "make test   - every test: lint, unit, integration, lab (molecule test -s lab)"
+	@echo "make bench  - benchmarks, results written to bench/results/"
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+# Debian packages the tests need (haproxy for the loopback integration test, the
+# lab substrate for the molecule scenario). Installed only when something is missing.
+deps:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+# The repository is the collection; link it where Ansible looks for lay7.ha.
+collection:
+	@mkdir -p $(dir $(COLL_LINK)); [ -L $(COLL_LINK) ] || ln -sfn ../../.. $(COLL_LINK)
+
+lint: venv collection
+	yamllint -s .
+	ansible-lint --offline
+
+unit: venv collection
+	pytest -q tests/unit
+
+integration: venv collection deps
+	pytest -q tests/integration
+
+build: venv
+	rm -rf build/dist && mkdir -p build/dist
+	ansible-galaxy collection build --force --output-path build/dist .
+
+lab-tests: venv deps
+	pytest -q tests/lab
+
+molecule-lab: venv collection deps
+	molecule test -s lab
+
+test: lint unit integration lab-tests molecule-lab
+
+demo: venv collection deps
+	$(BIN)/python -m lab demo
+
+bench: venv collection deps
+	mkdir -p bench/results
+	pytest -q bench --benchmark-results=bench/results
+
+clean:
+	rm -rf build .collections .pytest_cache
