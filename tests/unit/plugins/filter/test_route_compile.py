@@ -1,0 +1,932 @@
+"""Unit tests for lay7.ha.route_compile: compiled rules, routing decisions, errors, determinism.
+
+Routing decisions are checked three ways for every case: the reference matcher (semantics
+written from docs/routing.md), and the compiled ACL and map forms run by haproxy_sim.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+
+import haproxy_sim
+import pytest
+import reference_matcher as ref
+import yaml
+from ansible.errors import AnsibleFilterError
+from ansible_collections.lay7.ha.plugins.filter import route_compile as plugin
+from ansible_collections.lay7.ha.plugins.plugin_utils._routes import DEFAULT_MAP_THRESHOLD, compile_routes
+
+MODES = ("acl", "map")
+
+
+def server(name: str, last: int) -> dict:
+    return {"name": name, "address": f"192.0.2.{last}", "port": 80}
+
+
+# The seed topology from the issue (addresses in the documentation range).
+SEED_BACKENDS = {
+    "main": {"servers": [server("web1", 11)], "fallback": "a_pool"},
+    "a_pool": {"servers": [server("web2", 12)], "fallback": "main"},
+    "b_pool": {"servers": [server("web3", 13)], "fallback": "main"},
+}
+SEED_ROUTES = [
+    {"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
+    {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"},
+]
+
+LONG = "x" * 6000
+
+
+def simulate(routes, backends, default, mode, target, host=None, method="GET", up=None):
+    compiled = compile_routes(routes, backends, default, mode=mode)
+    assert compiled["mode"] == mode
+    frontend = haproxy_sim.Frontend(compiled["frontend"], compiled["maps"])
+    return frontend.route(target, host, method, set(backends) if up is None else set(up))
+
+
+def assert_routes(routes, backends, default, target, expected, host=None, method="GET", up=None):
+    got_ref = ref.choose_backend(routes, backends, default, target, host, method, up)
+    assert got_ref == expected, f"reference matcher: {target!r} -> {got_ref}, expected {expected}"
+    for mode in MODES:
+        got = simulate(routes, backends, default, mode, target, host, method, up)
+        assert got == expected, f"{mode} form: {target!r} host={host} {method} -> {got}, expected {expected}"
+
+
+# ------------------------------------------------------------------ tricky paths
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/a", "a_pool"),
+        ("/a/", "a_pool"),
+        ("/a/x", "a_pool"),
+        ("/a/x/y", "a_pool"),
+        ("/ab", "main"),
+        ("/abc", "main"),
+        ("/x/a/", "main"),
+        ("/A", "main"),
+        ("/A/x", "main"),
+        ("/a?x=1", "a_pool"),
+        ("/a?", "a_pool"),
+        ("/ab?x=/a/", "main"),
+        ("/?/a/", "main"),
+        ("//a", "main"),
+        ("/a%2Fb", "main"),
+        ("/a/%2F", "a_pool"),
+        ("/", "main"),
+        ("", "main"),
+        ("*", "main"),
+        ("/a/" + LONG, "a_pool"),
+        ("/a" + LONG, "main"),
+        ("/b/" + LONG + "?q=" + LONG, "b_pool"),
+        ("/a/ü", "a_pool"),
+        ("/ü/a", "main"),
+        ("/a%C3%BC", "main"),
+        ("/a/%C3%BC", "a_pool"),
+        ("/b", "b_pool"),
+        ("/b/", "b_pool"),
+        ("/bb", "main"),
+        ("/b/a", "b_pool"),
+    ],
+)
+def test_seed_table_tricky_paths(target, expected):
+    assert_routes(SEED_ROUTES, SEED_BACKENDS, "main", target, expected)
+
+
+# ------------------------------------------------------------------ compiled rules
+
+ONE_BACKEND = {"main": {"servers": [server("web1", 11)]}, "x": {"servers": [server("web2", 12)]}}
+
+
+@pytest.mark.parametrize(
+    ("routes", "backends", "expected"),
+    [
+        pytest.param(
+            SEED_ROUTES,
+            SEED_BACKENDS,
+            [
+                "acl route_a_path path -m str /a",
+                "acl route_a_path path -m beg /a/",
+                "use_backend a_pool if route_a_path { nbsrv(a_pool) gt 0 }",
+                "use_backend main if route_a_path { nbsrv(main) gt 0 }",
+                "use_backend a_pool if route_a_path",
+                "acl route_b_path path -m str /b",
+                "acl route_b_path path -m beg /b/",
+                "use_backend b_pool if route_b_path { nbsrv(b_pool) gt 0 }",
+                "use_backend main if route_b_path { nbsrv(main) gt 0 }",
+                "use_backend b_pool if route_b_path",
+                "use_backend a_pool if !{ nbsrv(main) gt 0 } { nbsrv(a_pool) gt 0 }",
+                "default_backend main",
+            ],
+            id="seed",
+        ),
+        pytest.param(
+            [{"name": "r", "path": "/r/[0-9]+", "match": "regex", "backend": "x"}],
+            ONE_BACKEND,
+            [
+                "acl route_r_path path -m reg '^(?:/r/[0-9]+)$'",
+                "use_backend x if route_r_path",
+                "default_backend main",
+            ],
+            id="regex-anchored",
+        ),
+        pytest.param(
+            [{"name": "e", "path": "/it's", "match": "exact", "backend": "x"}],
+            ONE_BACKEND,
+            ["acl route_e_path path -m str '/it'\\''s'", "use_backend x if route_e_path", "default_backend main"],
+            id="quote-escaped",
+        ),
+        pytest.param(
+            [
+                {"name": "w", "host": "*.Example.com", "path": "/", "backend": "x"},
+                {"name": "h", "host": "api.example.com", "path": "/v1/", "methods": ["post", "GET"], "backend": "x"},
+            ],
+            ONE_BACKEND,
+            [
+                "acl route_h_host req.hdr(host),field(1,:),lower -m str api.example.com",
+                "acl route_h_path path -m str /v1",
+                "acl route_h_path path -m beg /v1/",
+                "acl route_h_method method GET POST",
+                "use_backend x if route_h_host route_h_path route_h_method",
+                "acl route_w_host req.hdr(host),field(1,:),lower -m end .example.com",
+                "acl route_w_path path -m beg /",
+                "use_backend x if route_w_host route_w_path",
+                "default_backend main",
+            ],
+            id="host-exact-before-wildcard",
+        ),
+    ],
+)
+def test_compiled_acl_lines(routes, backends, expected):
+    assert compile_routes(routes, backends, "main", mode="acl")["frontend"] == expected
+
+
+def test_compiled_map_form_of_seed():
+    compiled = compile_routes(SEED_ROUTES, SEED_BACKENDS, "main", mode="map", map_dir="/etc/haproxy/maps")
+    assert compiled["frontend"] == [
+        "http-request set-var(txn.lay7_hit) path,map_str(/etc/haproxy/maps/lay7_routes_exact.map)",
+        "http-request set-var(txn.lay7_hit) path,map_beg(/etc/haproxy/maps/lay7_routes_prefix.map,2:main)"
+        " if !{ var(txn.lay7_hit) -m found }",
+        "http-request set-var(txn.lay7_be) var(txn.lay7_hit),field(2,:)",
+        "use_backend main if { var(txn.lay7_be) -m str a_pool } !{ nbsrv(a_pool) gt 0 } { nbsrv(main) gt 0 }",
+        "use_backend main if { var(txn.lay7_be) -m str b_pool } !{ nbsrv(b_pool) gt 0 } { nbsrv(main) gt 0 }",
+        "use_backend a_pool if { var(txn.lay7_be) -m str main } !{ nbsrv(main) gt 0 } { nbsrv(a_pool) gt 0 }",
+        "use_backend %[var(txn.lay7_be)] if { var(txn.lay7_be) -m found }",
+        "use_backend a_pool if !{ nbsrv(main) gt 0 } { nbsrv(a_pool) gt 0 }",
+        "default_backend main",
+    ]
+    assert compiled["maps"] == [
+        {
+            "name": "lay7_routes_exact.map",
+            "path": "/etc/haproxy/maps/lay7_routes_exact.map",
+            "content": "/a 0:a_pool\n/b 1:b_pool\n",
+        },
+        {
+            "name": "lay7_routes_prefix.map",
+            "path": "/etc/haproxy/maps/lay7_routes_prefix.map",
+            "content": "/a/ 0:a_pool\n/b/ 1:b_pool\n",
+        },
+    ]
+
+
+def test_contract_shape_and_defaults():
+    backends = {
+        "main": {"servers": [{"name": "web1", "address": "192.0.2.11"}]},
+        "app": {
+            "servers": [
+                {"name": "s2", "address": "192.0.2.22", "port": "8080", "weight": 10},
+                {"name": "s1", "address": "192.0.2.21", "backup": True},
+            ],
+            "persistence": "cookie",
+            "balance": "leastconn",
+            "check_path": "/healthz?full=1",
+        },
+    }
+    routes = [{"name": "app", "path": "/app/", "backend": "app"}]
+    compiled = compile_routes(routes, backends, "main")
+    assert list(compiled) == ["mode", "default_backend", "frontend", "maps", "backends", "routes"]
+    assert compiled["mode"] == "acl"
+    assert compiled["default_backend"] == "main"
+    assert compiled["backends"] == [
+        {
+            "name": "app",
+            "balance": "leastconn",
+            "fallback": None,
+            "persistence": "cookie",
+            "cookie_name": "LAY7_APP",
+            "check_path": "/healthz?full=1",
+            "servers": [
+                {"name": "s2", "id": 1, "address": "192.0.2.22", "port": 8080, "weight": 10, "backup": False},
+                {"name": "s1", "id": 2, "address": "192.0.2.21", "port": 80, "weight": 100, "backup": True},
+            ],
+        },
+        {
+            "name": "main",
+            "balance": "roundrobin",
+            "fallback": None,
+            "persistence": "none",
+            "cookie_name": None,
+            "check_path": None,
+            "servers": [{"name": "web1", "id": 1, "address": "192.0.2.11", "port": 80, "weight": 100, "backup": False}],
+        },
+    ]
+    assert compiled["routes"] == [
+        {"name": "app", "index": 0, "match": "prefix", "path": "/app", "host": None, "methods": [], "backend": "app"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("count", "threshold", "mode"),
+    [(0, 0, "acl"), (3, 2, "map"), (3, 3, "acl"), (DEFAULT_MAP_THRESHOLD, None, "acl"), (DEFAULT_MAP_THRESHOLD + 1, None, "map")],
+)
+def test_auto_mode_threshold(count, threshold, mode):
+    routes = [{"name": f"r{i}", "path": f"/p{i}", "backend": "x"} for i in range(count)]
+    kwargs = {} if threshold is None else {"map_threshold": threshold}
+    assert compile_routes(routes, ONE_BACKEND, "main", **kwargs)["mode"] == mode
+
+
+def test_map_form_rule_count_does_not_grow_with_routes():
+    def frontend_lines(n: int) -> list:
+        routes = [{"name": f"r{i}", "path": f"/p{i}", "backend": "x"} for i in range(n)]
+        routes += [{"name": f"e{i}", "path": f"/e/{i}", "match": "exact", "backend": "main"} for i in range(n)]
+        return compile_routes(routes, ONE_BACKEND, "main", mode="map")["frontend"]
+
+    small, large = frontend_lines(10), frontend_lines(2000)
+    assert len(small) == len(large)
+    assert not any(line.startswith("acl ") for line in large)
+
+
+# ------------------------------------------------------------------ precedence
+
+BE = {name: {"servers": [server(name, i + 10)]} for i, name in enumerate(["main", "r1", "r2", "r3", "r4"])}
+
+PRECEDENCE_CASES = [
+    # (routes, request target, host, method, expected backend)
+    ([{"name": "s", "path": "/a", "backend": "r1"}, {"name": "l", "path": "/a/b", "backend": "r2"}], "/a/b/c", None, "GET", "r2"),
+    ([{"name": "s", "path": "/a", "backend": "r1"}, {"name": "l", "path": "/a/b", "backend": "r2"}], "/a/bc", None, "GET", "r1"),
+    (
+        [{"name": "p", "path": "/a/b", "backend": "r1"}, {"name": "e", "path": "/a/b", "match": "exact", "backend": "r2"}],
+        "/a/b",
+        None,
+        "GET",
+        "r2",
+    ),
+    (
+        [{"name": "p", "path": "/a/b", "backend": "r1"}, {"name": "e", "path": "/a/b", "match": "exact", "backend": "r2"}],
+        "/a/b/",
+        None,
+        "GET",
+        "r1",
+    ),
+    (
+        [{"name": "x", "path": "/a/.*", "match": "regex", "backend": "r1"}, {"name": "p", "path": "/a", "backend": "r2"}],
+        "/a/x",
+        None,
+        "GET",
+        "r2",
+    ),
+    (
+        [{"name": "x", "path": "/a/.*", "match": "regex", "backend": "r1"}, {"name": "p", "path": "/b", "backend": "r2"}],
+        "/a/x",
+        None,
+        "GET",
+        "r1",
+    ),
+    (
+        [{"name": "x", "path": "/a", "match": "regex", "backend": "r1"}],
+        "/x/a",
+        None,
+        "GET",
+        "main",
+    ),
+    (
+        [{"name": "x", "path": "/a", "match": "regex", "backend": "r1"}],
+        "/ab",
+        None,
+        "GET",
+        "main",
+    ),
+    # regexes overlap: declaration order decides
+    (
+        [
+            {"name": "x1", "path": "/[a-z]+", "match": "regex", "backend": "r1"},
+            {"name": "x2", "path": "/a[a-z]*", "match": "regex", "backend": "r2"},
+        ],
+        "/ab",
+        None,
+        "GET",
+        "r1",
+    ),
+    (
+        [
+            {"name": "x2", "path": "/a[a-z]*", "match": "regex", "backend": "r2"},
+            {"name": "x1", "path": "/[a-z]+", "match": "regex", "backend": "r1"},
+        ],
+        "/ab",
+        None,
+        "GET",
+        "r2",
+    ),
+    # hosts: exact before wildcard before none, whatever the path length
+    (
+        [
+            {"name": "n", "path": "/a/b/c", "backend": "r1"},
+            {"name": "w", "host": "*.example.com", "path": "/a", "backend": "r2"},
+            {"name": "h", "host": "www.example.com", "path": "/", "backend": "r3"},
+        ],
+        "/a/b/c",
+        "www.example.com",
+        "GET",
+        "r3",
+    ),
+    (
+        [
+            {"name": "n", "path": "/a/b/c", "backend": "r1"},
+            {"name": "w", "host": "*.example.com", "path": "/a", "backend": "r2"},
+            {"name": "h", "host": "www.example.com", "path": "/", "backend": "r3"},
+        ],
+        "/a/b/c",
+        "api.example.com:8080",
+        "GET",
+        "r2",
+    ),
+    (
+        [
+            {"name": "n", "path": "/a/b/c", "backend": "r1"},
+            {"name": "w", "host": "*.example.com", "path": "/a", "backend": "r2"},
+            {"name": "h", "host": "www.example.com", "path": "/", "backend": "r3"},
+        ],
+        "/a/b/c",
+        "WWW.EXAMPLE.ORG",
+        "GET",
+        "r1",
+    ),
+    (
+        [{"name": "w", "host": "*.example.com", "path": "/", "backend": "r2"}],
+        "/",
+        "example.com",
+        "GET",
+        "main",
+    ),
+    (
+        [{"name": "w", "host": "*.example.com", "path": "/", "backend": "r2"}],
+        "/",
+        "a.b.EXAMPLE.com",
+        "GET",
+        "r2",
+    ),
+    (
+        [{"name": "w", "host": "*.example.com", "path": "/", "backend": "r2"}],
+        "/",
+        None,
+        "GET",
+        "main",
+    ),
+    # longer wildcard first
+    (
+        [
+            {"name": "w1", "host": "*.example.com", "path": "/", "backend": "r1"},
+            {"name": "w2", "host": "*.eu.example.com", "path": "/", "backend": "r2"},
+        ],
+        "/",
+        "x.eu.example.com",
+        "GET",
+        "r2",
+    ),
+    # methods: a method route wins a tie on the same path...
+    (
+        [{"name": "p", "path": "/a", "backend": "r1"}, {"name": "m", "path": "/a", "methods": ["POST"], "backend": "r2"}],
+        "/a/x",
+        None,
+        "POST",
+        "r2",
+    ),
+    (
+        [{"name": "p", "path": "/a", "backend": "r1"}, {"name": "m", "path": "/a", "methods": ["POST"], "backend": "r2"}],
+        "/a/x",
+        None,
+        "GET",
+        "r1",
+    ),
+    (
+        [{"name": "m", "path": "/a", "methods": ["POST"], "backend": "r2"}],
+        "/a/x",
+        None,
+        "post",
+        "main",
+    ),
+    # ...but never beats a longer or exact unconditioned route (map form keeps this too)
+    (
+        [{"name": "m", "path": "/a", "methods": ["GET"], "backend": "r2"}, {"name": "l", "path": "/a/b", "backend": "r1"}],
+        "/a/b/c",
+        None,
+        "GET",
+        "r1",
+    ),
+    (
+        [{"name": "m", "path": "/a", "methods": ["GET"], "backend": "r2"}, {"name": "l", "path": "/a/b", "backend": "r1"}],
+        "/a/c",
+        None,
+        "GET",
+        "r2",
+    ),
+    (
+        [
+            {"name": "m", "path": "/a", "methods": ["GET"], "backend": "r2"},
+            {"name": "e", "path": "/a/x", "match": "exact", "backend": "r1"},
+        ],
+        "/a/x",
+        None,
+        "GET",
+        "r1",
+    ),
+    (
+        [
+            {"name": "m", "path": "/a/x", "match": "exact", "methods": ["GET"], "backend": "r2"},
+            {"name": "e", "path": "/a/x", "match": "exact", "backend": "r1"},
+            {"name": "p", "path": "/a/x", "backend": "r3"},
+        ],
+        "/a/x",
+        None,
+        "GET",
+        "r2",
+    ),
+    (
+        [
+            {"name": "m", "path": "/a/x", "match": "exact", "methods": ["GET"], "backend": "r2"},
+            {"name": "e", "path": "/a/x", "match": "exact", "backend": "r1"},
+            {"name": "p", "path": "/a/x", "backend": "r3"},
+        ],
+        "/a/x",
+        None,
+        "PUT",
+        "r1",
+    ),
+    # a method prefix beats a shorter unconditioned prefix, a regex never beats a prefix
+    (
+        [
+            {"name": "root", "path": "/", "backend": "r1"},
+            {"name": "m", "path": "/a", "methods": ["GET"], "backend": "r2"},
+        ],
+        "/a/b",
+        None,
+        "GET",
+        "r2",
+    ),
+    (
+        [
+            {"name": "mroot", "path": "/", "methods": ["DELETE"], "backend": "r1"},
+            {"name": "rx", "path": "/a/.*", "match": "regex", "backend": "r3"},
+        ],
+        "/a/b",
+        None,
+        "DELETE",
+        "r1",
+    ),
+    (
+        [
+            {"name": "mroot", "path": "/", "methods": ["DELETE"], "backend": "r1"},
+            {"name": "rx", "path": "/a/.*", "match": "regex", "backend": "r3"},
+        ],
+        "/a/b",
+        None,
+        "GET",
+        "r3",
+    ),
+    # the regex is matched against the path only, never the query string
+    (
+        [{"name": "rx", "path": "/s.*q=1", "match": "regex", "backend": "r1"}],
+        "/search?q=1",
+        None,
+        "GET",
+        "main",
+    ),
+    # case-sensitive paths
+    ([{"name": "p", "path": "/API", "backend": "r1"}], "/api", None, "GET", "main"),
+    ([{"name": "p", "path": "/API", "backend": "r1"}], "/API/v1", None, "GET", "r1"),
+    # trailing slash in a prefix is ignored; in an exact path it is significant
+    ([{"name": "p", "path": "/a/", "backend": "r1"}], "/a", None, "GET", "r1"),
+    ([{"name": "e", "path": "/a/", "match": "exact", "backend": "r1"}], "/a", None, "GET", "main"),
+    ([{"name": "e", "path": "/a/", "match": "exact", "backend": "r1"}], "/a/", None, "GET", "r1"),
+    ([{"name": "root", "path": "/", "backend": "r1"}], "//", None, "GET", "r1"),
+    ([{"name": "root", "path": "/", "backend": "r1"}], "*", None, "OPTIONS", "main"),
+]
+
+
+@pytest.mark.parametrize(("routes", "target", "host", "method", "expected"), PRECEDENCE_CASES)
+def test_precedence(routes, target, host, method, expected):
+    assert_routes(routes, BE, "main", target, expected, host=host, method=method)
+
+
+@pytest.mark.parametrize(("routes", "target", "host", "method", "expected"), PRECEDENCE_CASES)
+def test_precedence_ignores_declaration_order_except_ties(routes, target, host, method, expected):
+    """Reversing the table changes nothing unless two routes tie (overlapping regexes, or
+    method routes on the same path), which the reference resolves by declaration order."""
+    reversed_routes = list(reversed(routes))
+    want = ref.choose_backend(reversed_routes, BE, "main", target, host, method)
+    regexes = [r for r in routes if r.get("match") == "regex" and not r.get("methods")]
+    if len(regexes) < 2:
+        assert want == expected
+    assert_routes(reversed_routes, BE, "main", target, want, host=host, method=method)
+
+
+def test_emitted_order_is_independent_of_declaration_order():
+    routes = [
+        {"name": "a", "path": "/a", "backend": "r1"},
+        {"name": "ab", "path": "/a/b", "backend": "r2"},
+        {"name": "e", "path": "/e", "match": "exact", "backend": "r3"},
+        {"name": "h", "host": "x.example.com", "path": "/", "backend": "r4"},
+        {"name": "w", "host": "*.example.com", "path": "/z", "methods": ["GET"], "backend": "r4"},
+        {"name": "rx", "path": "/r[0-9]", "match": "regex", "backend": "r1"},
+    ]
+    expected = {mode: compile_routes(routes, BE, "main", mode=mode) for mode in MODES}
+    rng = random.Random(7)
+    for _ in range(20):
+        shuffled = copy.deepcopy(routes)
+        rng.shuffle(shuffled)
+        for mode in MODES:
+            got = compile_routes(shuffled, BE, "main", mode=mode)
+            assert got["frontend"] == expected[mode]["frontend"]
+            assert got["maps"] == expected[mode]["maps"]
+            assert [r["name"] for r in got["routes"]] == [r["name"] for r in expected[mode]["routes"]]
+
+
+# ------------------------------------------------------------------ fallback
+
+FALLBACK_BACKENDS = {
+    "main": {"servers": [server("web1", 11)], "fallback": "a_pool"},
+    "a_pool": {"servers": [server("web2", 12)], "fallback": "main"},
+    "b_pool": {"servers": [server("web3", 13)], "fallback": "main"},
+    "c_pool": {"servers": [server("web4", 14)], "fallback": "b_pool"},
+    "lone": {"servers": [server("web5", 15)]},
+}
+FALLBACK_ROUTES = SEED_ROUTES + [
+    {"name": "c", "path": "/c", "backend": "c_pool"},
+    {"name": "l", "path": "/l", "match": "exact", "backend": "lone"},
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "up", "expected"),
+    [
+        ("/a", {"main", "a_pool", "b_pool"}, "a_pool"),
+        ("/a", {"main", "b_pool"}, "main"),
+        ("/a", {"b_pool"}, "a_pool"),  # neither has servers: the original answers 503
+        ("/b", {"main", "a_pool"}, "main"),
+        ("/b", {"a_pool"}, "b_pool"),  # one hop only: b_pool -> main, never main -> a_pool
+        ("/x", {"a_pool"}, "a_pool"),  # the default backend falls back too
+        ("/x", set(), "main"),
+        ("*", {"a_pool"}, "a_pool"),
+        ("/c", {"b_pool"}, "b_pool"),
+        ("/c", {"main"}, "c_pool"),  # never chained c -> b -> main
+        ("/l", {"main", "a_pool"}, "lone"),  # no fallback: 503 from lone
+    ],
+)
+def test_fallback(target, up, expected):
+    assert_routes(FALLBACK_ROUTES, FALLBACK_BACKENDS, "main", target, expected, up=up)
+
+
+# ------------------------------------------------------------------ randomised agreement
+
+
+def _random_table(rng: random.Random) -> tuple:
+    segs = ["a", "b", "ab", "c"]
+    names = ["main", "r1", "r2", "r3"]
+    backends = {n: {"servers": [server(n, i + 10)]} for i, n in enumerate(names)}
+    for n in names:
+        if rng.random() < 0.5:
+            backends[n]["fallback"] = rng.choice([m for m in names if m != n])
+    routes = []
+    for i in range(rng.randint(1, 9)):
+        match = rng.choice(["exact", "prefix", "prefix", "regex"])
+        depth = rng.randint(0 if match == "prefix" else 1, 3)
+        path = "/" + "/".join(rng.choice(segs) for _ in range(depth))
+        if match == "prefix" and rng.random() < 0.3:
+            path += "/"
+        if match == "regex":
+            path = path.replace("/b", "/b+") + rng.choice(["", "/.*", "(/c)?"])
+        route = {"name": f"r{i}", "path": path, "match": match, "backend": rng.choice(names)}
+        if rng.random() < 0.25:
+            route["host"] = rng.choice(["x.example.com", "*.example.com", "y.example.com"])
+        if rng.random() < 0.3:
+            route["methods"] = rng.sample(["GET", "POST", "PUT"], rng.randint(1, 2))
+        routes.append(route)
+    return routes, backends
+
+
+def test_random_tables_agree_across_reference_acl_and_map():
+    rng = random.Random(20261125)
+    targets = ["/", "", "/a", "/a/", "/ab", "/a/b", "/a/b/c", "/b", "/bb/c", "/c", "/ab/c?x", "/a//b", "/A"]
+    hosts = [None, "x.example.com", "z.example.com:81", "example.com"]
+    compiled_tables = 0
+    for _ in range(400):
+        routes, backends = _random_table(rng)
+        try:
+            frontends = {mode: _frontend(routes, backends, mode) for mode in MODES}
+        except AnsibleFilterError as exc:
+            assert "shadowed" in str(exc) or "duplicates" in str(exc), exc
+            continue
+        compiled_tables += 1
+        for _ in range(25):
+            target, host = rng.choice(targets), rng.choice(hosts)
+            method = rng.choice(["GET", "POST", "PUT"])
+            up = {n for n in backends if rng.random() < 0.7}
+            want = ref.choose_backend(routes, backends, "main", target, host, method, up)
+            for mode, frontend in frontends.items():
+                got = frontend.route(target, host, method, up)
+                assert got == want, (mode, routes, backends, target, host, method, sorted(up))
+    assert compiled_tables > 200  # the generator mostly produces valid tables
+
+
+def _frontend(routes, backends, mode):
+    compiled = compile_routes(routes, backends, "main", mode=mode)
+    return haproxy_sim.Frontend(compiled["frontend"], compiled["maps"])
+
+
+# ------------------------------------------------------------------ errors
+
+
+def _err(routes=None, backends=None, default="main", **kwargs):
+    routes = SEED_ROUTES if routes is None else routes
+    backends = SEED_BACKENDS if backends is None else backends
+    return compile_routes(routes, backends, default, **kwargs)
+
+
+def _with_backend(name, **changes):
+    backends = copy.deepcopy(SEED_BACKENDS)
+    backends[name].update(changes)
+    return backends
+
+
+ERROR_CASES = [
+    pytest.param(
+        dict(routes=[{"name": "api", "path": "/api", "backend": "apii"}]),
+        r"route 'api' \(index 0\): backend 'apii' is not defined; known: a_pool, b_pool, main",
+        id="unknown-backend",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "a", "path": "/a", "bakend": "a_pool"}]),
+        r"route 'a' \(index 0\): unknown key 'bakend' \(did you mean 'backend'\?\)",
+        id="unknown-route-key",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "a", "path": "/a", "backend": "a_pool"}, {"name": "a", "path": "/z", "backend": "a_pool"}]),
+        r"route 'a' \(index 1\): name 'a' duplicates route index 0",
+        id="duplicate-name",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "a", "path": "/a/", "backend": "a_pool"}, {"name": "a2", "path": "/a", "backend": "b_pool"}]),
+        r"route 'a2' \(index 1\): path '/a' \(prefix\) duplicates route 'a' \(index 0",
+        id="duplicate-route",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "all", "path": "/", "backend": "a_pool"}, {"name": "rx", "path": "/r.*", "match": "regex", "backend": "b_pool"}]),
+        r"route 'rx' \(index 1\): path '/r\.\*' \(regex\) is fully shadowed by route 'all' \(index 0, prefix '/'\)",
+        id="shadowed-regex",
+    ),
+    pytest.param(
+        dict(
+            routes=[
+                {"name": "gp", "path": "/a", "methods": ["GET", "POST"], "backend": "a_pool"},
+                {"name": "g", "path": "/a/b", "methods": ["GET"], "backend": "b_pool"},
+                {"name": "g2", "path": "/a", "methods": ["get"], "backend": "b_pool"},
+            ]
+        ),
+        r"route 'g2' \(index 2\): path '/a' \(prefix, methods GET\) is fully shadowed by route 'gp' \(index 0",
+        id="shadowed-methods",
+    ),
+    pytest.param(
+        dict(
+            routes=[
+                {"name": "w", "host": "*.example.com", "path": "/", "backend": "a_pool"},
+                {"name": "w2", "host": "*.eu.example.com", "path": "/x", "methods": ["GET"], "backend": "b_pool"},
+                {"name": "w3", "host": "*.EXAMPLE.com", "path": "/y.*", "match": "regex", "backend": "b_pool"},
+            ]
+        ),
+        r"route 'w3' \(index 2\): path '/y\.\*' \(regex, host \*\.example\.com\) is fully shadowed by route 'w' \(index 0",
+        id="shadowed-host",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "rx", "path": "/a(", "match": "regex", "backend": "a_pool"}]),
+        r"route 'rx' \(index 0\): path '/a\(' is not a valid regex",
+        id="invalid-regex",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "rel", "path": "a/b", "backend": "a_pool"}]),
+        r"route 'rel' \(index 0\): path 'a/b' must be a string starting with '/'",
+        id="path-without-slash",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "rx", "path": "^/a", "match": "regex", "backend": "a_pool"}]),
+        r"route 'rx' \(index 0\): path '\^/a' must be a string starting with '/'",
+        id="regex-path-without-slash",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "q", "path": "/a?x=1", "match": "exact", "backend": "a_pool"}]),
+        r"route 'q' \(index 0\): path '/a\?x=1' contains characters not allowed",
+        id="query-in-path",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "sp", "path": "/a b", "backend": "a_pool"}]),
+        r"route 'sp' \(index 0\): path '/a b' contains characters not allowed",
+        id="space-in-path",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "u", "path": "/café", "backend": "a_pool"}]),
+        r"route 'u' \(index 0\): path '/café' contains non-ASCII characters; percent-encode",
+        id="unicode-path",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "d", "path": "/a/../b", "backend": "a_pool"}]),
+        r"route 'd' \(index 0\): path '/a/\.\./b' contains a '\.' or '\.\.' segment",
+        id="dot-segment",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "d", "path": "/a//b", "backend": "a_pool"}]),
+        r"route 'd' \(index 0\): path '/a//b' contains an empty segment",
+        id="empty-segment",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "g", "path": "/a", "match": "glob", "backend": "a_pool"}]),
+        r"route 'g' \(index 0\): match 'glob' is not one of exact, prefix, regex",
+        id="bad-match-type",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "h", "path": "/a", "host": "example.com:8080", "backend": "a_pool"}]),
+        r"route 'h' \(index 0\): host 'example.com:8080' is not a host name",
+        id="bad-host",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "h", "path": "/a", "host": "a.*.com", "backend": "a_pool"}]),
+        r"route 'h' \(index 0\): host 'a.\*.com' is not a host name",
+        id="bad-wildcard",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "m", "path": "/a", "methods": ["GET", "GE T"], "backend": "a_pool"}]),
+        r"route 'm' \(index 0\): methods\[1\] 'GE T' is not an HTTP method name",
+        id="bad-method",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "m", "path": "/a", "methods": "GET", "backend": "a_pool"}]),
+        r"route 'm' \(index 0\): methods must be a list, got 'GET'",
+        id="methods-not-list",
+    ),
+    pytest.param(
+        dict(routes=[{"path": "/a", "backend": "a_pool"}]),
+        r"route index 0: name is required",
+        id="missing-name",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "a b", "path": "/a", "backend": "a_pool"}]),
+        r"route index 0: name 'a b' is not a valid name",
+        id="bad-name",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "a", "backend": "a_pool"}]),
+        r"route 'a' \(index 0\): path is required",
+        id="missing-path",
+    ),
+    pytest.param(
+        dict(routes=[{"name": "a", "path": "/a"}]),
+        r"route 'a' \(index 0\): backend is required",
+        id="missing-backend",
+    ),
+    pytest.param(
+        dict(routes={"name": "a"}),
+        r"routes: expected a list of route mappings, got dict",
+        id="routes-not-list",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("main", fallback="main")),
+        r"backend 'main': fallback 'main' names the backend itself \(a fallback cycle\)",
+        id="fallback-cycle",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("b_pool", fallback="c_pool")),
+        r"backend 'b_pool': fallback 'c_pool' is not defined; known: a_pool, b_pool, main",
+        id="unknown-fallback",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[])),
+        r"backend 'a_pool': servers is empty",
+        id="empty-backend",
+    ),
+    pytest.param(
+        dict(backends={**SEED_BACKENDS, "x": {"fallback": "main"}}),
+        r"backend 'x': servers is required",
+        id="backend-without-servers",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", fallbak="main")),
+        r"backend 'a_pool': unknown key 'fallbak' \(did you mean 'fallback'\?\)",
+        id="unknown-backend-key",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", balance="random")),
+        r"backend 'a_pool': balance 'random' is not one of",
+        id="bad-balance",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", persistence="sticky")),
+        r"backend 'a_pool': persistence 'sticky' is not one of",
+        id="bad-persistence",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", cookie_name="X")),
+        r"backend 'a_pool': cookie_name 'X' is set but persistence is 'none'",
+        id="cookie-without-persistence",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", check_path="health")),
+        r"backend 'a_pool': check_path 'health' must be a URI path",
+        id="bad-check-path",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[{"name": "w", "address": "192.0.2.1", "prot": 80}])),
+        r"backend 'a_pool' servers\[0\]: unknown key 'prot' \(did you mean 'port'\?\)",
+        id="unknown-server-key",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[{"name": "w", "address": "192.0.2.1", "port": 0}])),
+        r"backend 'a_pool' server 'w' \(index 0\): port 0 is out of range 1..65535",
+        id="bad-port",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[{"name": "w", "address": "192.0.2.1", "weight": True}])),
+        r"backend 'a_pool' server 'w' \(index 0\): weight must be an integer, got True",
+        id="bad-weight",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[{"name": "w", "address": "192.0.2.1", "backup": "yes"}])),
+        r"backend 'a_pool' server 'w' \(index 0\): backup must be true or false, got 'yes'",
+        id="bad-backup",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[{"name": "w", "address": "192.0.2.1"}, {"name": "w", "address": "192.0.2.2"}])),
+        r"backend 'a_pool' server 'w' \(index 1\): name 'w' duplicates servers\[0\]",
+        id="duplicate-server",
+    ),
+    pytest.param(
+        dict(backends=_with_backend("a_pool", servers=[{"name": "w"}])),
+        r"backend 'a_pool' server 'w' \(index 0\): address None must be an IP address or host name",
+        id="missing-address",
+    ),
+    pytest.param(dict(default="nope"), r"default_backend 'nope' is not defined; known: a_pool, b_pool, main", id="unknown-default"),
+    pytest.param(dict(mode="tree"), r"mode 'tree' is not one of auto, acl, map", id="bad-mode"),
+    pytest.param(dict(map_threshold=-1), r"map_threshold -1 is out of range", id="bad-threshold"),
+    pytest.param(dict(map_dir="maps"), r"map_dir 'maps' must be an absolute path", id="bad-map-dir"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), ERROR_CASES)
+def test_errors_name_the_field_and_value(kwargs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        _err(**kwargs)
+
+
+def test_prefix_under_a_longer_prefix_is_not_shadowed():
+    # /a/b is more specific than /a: both are reachable, in either declaration order
+    for routes in (
+        [{"name": "a", "path": "/a", "backend": "r1"}, {"name": "ab", "path": "/a/b", "backend": "r2"}],
+        [{"name": "ab", "path": "/a/b", "backend": "r2"}, {"name": "a", "path": "/a", "backend": "r1"}],
+    ):
+        assert len(compile_routes(routes, BE, "main")["routes"]) == 2
+
+
+# ------------------------------------------------------------------ determinism, plugin
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_output_is_deterministic(mode):
+    routes = FALLBACK_ROUTES + [
+        {"name": "h", "host": "x.example.com", "path": "/", "backend": "b_pool"},
+        {"name": "m", "path": "/m", "methods": ["PUT", "GET"], "backend": "a_pool"},
+        {"name": "rx", "path": "/r[0-9]+", "match": "regex", "backend": "c_pool"},
+    ]
+    first = json.dumps(compile_routes(copy.deepcopy(routes), copy.deepcopy(FALLBACK_BACKENDS), "main", mode=mode))
+    backends_reordered = dict(reversed(list(copy.deepcopy(FALLBACK_BACKENDS).items())))
+    for _ in range(3):
+        again = json.dumps(compile_routes(copy.deepcopy(routes), backends_reordered, "main", mode=mode))
+        assert again == first
+
+
+def test_filter_plugin_exposes_route_compile():
+    filters = plugin.FilterModule().filters()
+    assert list(filters) == ["route_compile"]
+    out = filters["route_compile"](SEED_ROUTES, SEED_BACKENDS, "main")
+    assert out == compile_routes(SEED_ROUTES, SEED_BACKENDS, "main")
+    with pytest.raises(AnsibleFilterError, match="bakend"):
+        filters["route_compile"]([{"name": "a", "path": "/a", "bakend": "a_pool"}], SEED_BACKENDS, "main")
+
+
+def test_plugin_documentation_is_valid_yaml_and_matches_defaults():
+    doc = yaml.safe_load(plugin.DOCUMENTATION)
+    assert doc["name"] == "route_compile"
+    assert doc["options"]["map_threshold"]["default"] == DEFAULT_MAP_THRESHOLD
+    assert doc["options"]["mode"]["choices"] == ["auto", "acl", "map"]
+    examples = yaml.safe_load(plugin.EXAMPLES)
+    assert all("lay7.ha.route_compile" in json.dumps(task) or "loop" in task for task in examples)
+    assert "_value" in yaml.safe_load(plugin.RETURN)
