@@ -1,0 +1,122 @@
+"""Command construction and image recipe: pure functions, no root needed."""
+
+from pathlib import Path
+
+import pytest
+
+from lab import commands as C
+from lab import image, topology
+
+
+@pytest.fixture(scope="module")
+def topo():
+    return topology.load()
+
+
+def test_nspawn_boots_systemd_in_the_host_namespace(topo):
+    h = topo.host("hap1")
+    argv = C.nspawn_argv(Path("/x/hap1/root"), h)
+    assert argv[0] == "systemd-nspawn"
+    assert argv[argv.index("-D") + 1] == "/x/hap1/root"
+    assert argv[argv.index("-M") + 1] == "hap1"
+    for flag in ("--register=no", "--keep-unit", "--boot", "--network-namespace-path=/run/netns/lay7-hap1",
+                 "--capability=CAP_NET_ADMIN,CAP_NET_RAW"):
+        assert flag in argv
+    assert C.NSPAWN_ENV == {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
+
+
+def test_host_network_is_set_before_boot(topo):
+    h = topo.host("web2")
+    argvs = C.host_net_argvs(topo, h)
+    assert argvs[0] == ["ip", "netns", "add", "lay7-web2"]
+    joined = [" ".join(a) for a in argvs]
+    assert "ip -n lay7-br link add lay7-web2 type veth peer name eth1 netns lay7-web2" in joined
+    assert "ip -n lay7-br link set lay7-web2 master br0 up" in joined
+    assert "ip -n lay7-web2 addr add 192.168.56.12/24 dev eth1" in joined
+    assert joined.index("ip -n lay7-web2 addr add 192.168.56.12/24 dev eth1") < joined.index(
+        "ip -n lay7-web2 link set eth1 up")
+
+
+def test_control_node_gets_its_address_on_the_bridge(topo):
+    joined = [" ".join(a) for a in C.control_argvs(topo)]
+    assert "ip addr add 192.168.56.1/24 dev lay7-ctl" in joined
+    assert f"ip -n lay7-br link set {C.CONTROL_PORT} master br0 up" in joined
+    assert len(C.CONTROL_PORT) <= 15
+
+
+def test_bridge_lives_in_its_own_namespace():
+    for argv in C.bridge_argvs()[1:]:
+        assert argv[:3] == ["ip", "-n", "lay7-br"]
+
+
+def test_safety_route_is_unreachable_with_high_metric(topo):
+    assert C.safety_route_argv(topo) == ["ip", "route", "replace", "unreachable", "192.168.56.0/24",
+                                         "metric", str(C.SAFETY_METRIC)]
+    assert C.SAFETY_METRIC > 0
+
+
+@pytest.mark.parametrize(("up", "state"), [(False, "down"), (True, "up")])
+def test_cut_and_heal_toggle_the_bridge_side(topo, up, state):
+    assert C.link_argv(topo.host("web3"), up) == ["ip", "-n", "lay7-br", "link", "set", "lay7-web3", state]
+
+
+def test_partition_drops_both_directions_between_the_pair_only(topo):
+    rules = C.partition_ruleset([(topo.host("hap1"), topo.host("hap2"))])
+    assert "table bridge lay7_partition" in rules
+    assert "hook forward" in rules
+    assert 'iifname "lay7-hap1" oifname "lay7-hap2" drop' in rules
+    assert 'iifname "lay7-hap2" oifname "lay7-hap1" drop' in rules
+    assert rules.count(" drop") == 2
+    assert "web" not in rules
+
+
+def test_partition_reset_is_safe_when_absent():
+    assert C.partition_reset_script().splitlines() == [
+        "add table bridge lay7_partition", "delete table bridge lay7_partition"]
+
+
+def test_ssh_uses_lab_key_and_known_hosts(topo):
+    argv = C.ssh_argv(topo, topo.host("web1"), ["echo", "a b"])
+    assert argv[0] == "ssh"
+    assert argv[argv.index("-i") + 1] == "/var/lib/lay7-lab/id_ed25519"
+    assert "UserKnownHostsFile=/var/lib/lay7-lab/known_hosts" in argv
+    assert "BatchMode=yes" in argv
+    assert argv[-3:] == ["vagrant@192.168.56.11", "--", "echo 'a b'"]
+
+
+def test_nsenter_enters_the_host_namespaces():
+    argv = C.nsenter_argv(4242, ["hostname"])
+    assert argv[:3] == ["nsenter", "-t", "4242"]
+    for ns in ("-m", "-u", "-i", "-n", "-p"):
+        assert ns in argv
+    assert argv[-1] == "hostname"
+
+
+def test_debootstrap_argv(topo):
+    argv = image.debootstrap_argv(topo.image, Path("/c/build"))
+    assert argv[:2] == ["debootstrap", "--variant=minbase"]
+    included = argv[2].split("=", 1)[1].split(",")
+    for pkg in ("python3", "python3-apt", "openssh-server", "sudo", "apache2", "haproxy", "keepalived",
+                "nftables", "iproute2", "curl", "procps", "ca-certificates", "systemd-sysv"):
+        assert pkg in included
+    assert argv[-3:] == ["bookworm", "/c/build", "http://deb.debian.org/debian"]
+
+
+def test_recipe_hash_follows_the_recipe(raw_topology):
+    base = topology.parse(raw_topology)
+    h0 = image.recipe_hash(image.recipe(base))
+    assert h0 == image.recipe_hash(image.recipe(topology.parse(raw_topology)))
+    raw_topology["image"]["packages"].append("tcpdump")
+    assert image.recipe_hash(image.recipe(topology.parse(raw_topology))) != h0
+    # host addresses are not part of the image
+    raw_topology["image"]["packages"].pop()
+    raw_topology["hosts"]["web3"] = "192.168.56.14"
+    assert image.recipe_hash(image.recipe(topology.parse(raw_topology))) == h0
+
+
+def test_recipe_includes_the_setup_script(topo, monkeypatch, tmp_path):
+    h0 = image.recipe_hash(image.recipe(topo))
+    script = tmp_path / "setup.sh"
+    script.write_text(image.SETUP_SCRIPT.read_text() + "\necho changed\n")
+    monkeypatch.setattr(image, "SETUP_SCRIPT", script)
+    assert image.recipe_hash(image.recipe(topo)) != h0
