@@ -1,0 +1,168 @@
+"""The collection builds into a tarball that installs offline and documents its filters.
+
+The build runs on a copy of the working tree seeded with development artefacts (lab/, .venv,
+tests/output, bench results, caches), so the test proves galaxy.yml's build_ignore keeps them
+out without touching the real tree.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(sys.executable).parent
+FILTERS = sorted(p.stem for p in (ROOT / "plugins" / "filter").glob("*.py") if not p.name.startswith("_"))
+
+DEV_ARTEFACTS = [
+    "lab/marker.py",
+    ".venv/marker",
+    "tests/output/marker",
+    "bench/results/marker.json",
+    ".collections/marker",
+    ".pytest_cache/marker",
+    "plugins/filter/__pycache__/marker.pyc",
+    "build/marker",
+]
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_LOCAL_TEMP"] = extra.pop("tmp")
+    env.update(extra)
+    return env
+
+
+def _run(cmd: list, cwd: pathlib.Path, env: dict) -> str:
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("collection")
+    src = tmp / "src"
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    for rel in filter(None, listed.split("\0")):
+        path = ROOT / rel
+        if path.is_file() and not path.is_symlink():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, src / rel)
+    for rel in DEV_ARTEFACTS:
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text("development artefact, must not be shipped\n")
+    env = _env(tmp=str(tmp / "ansible-tmp"))
+    dist = tmp / "dist"
+    _run(["ansible-galaxy", "collection", "build", "--output-path", str(dist), str(src)], tmp, env)
+    galaxy = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+    tarballs = list(dist.glob("*.tar.gz"))
+    assert [t.name for t in tarballs] == [f"lay7-ha-{galaxy['version']}.tar.gz"]
+    coll = tmp / "installed"
+    # Only the fresh install path is configured, so a copy installed elsewhere on this
+    # machine (e.g. ~/.ansible/collections) can neither satisfy nor shadow it.
+    env["ANSIBLE_COLLECTIONS_PATH"] = str(coll)
+    _run(["ansible-galaxy", "collection", "install", "--offline", "--force", "-p", str(coll), str(tarballs[0])], tmp, env)
+    return {"tarball": tarballs[0], "collections": coll, "env": env, "cwd": tmp}
+
+
+def test_tarball_ships_plugins_and_docs_but_no_dev_files(installed):
+    with tarfile.open(installed["tarball"]) as tar:
+        names = set(tar.getnames())
+    assert {"MANIFEST.json", "FILES.json", "plugins/filter/route_compile.py", "plugins/plugin_utils/_routes.py"} <= names
+    leaked = sorted(
+        n
+        for n in names
+        if n.split("/")[0] in {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git"}
+        or n.startswith("tests/output")
+        or "__pycache__" in n
+    )
+    assert not leaked, f"development files in the tarball: {leaked}"
+
+
+def test_installed_copy_is_complete(installed):
+    root = installed["collections"] / "ansible_collections" / "lay7" / "ha"
+    assert (root / "plugins" / "filter" / "route_compile.py").is_file()
+    assert (root / "meta" / "runtime.yml").is_file()
+    assert not (root / "lab").exists()
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_ansible_doc_documents_every_filter(installed, name):
+    out = _run(["ansible-doc", "-t", "filter", f"lay7.ha.{name}"], installed["cwd"], installed["env"])
+    # documented from the installed copy, not the working tree
+    assert str(installed["collections"]) in out
+    assert "EXAMPLES" in out and "RETURN" in out.upper()
+    assert f"lay7.ha.{name}(" in out
+
+
+def test_ansible_doc_route_compile_content(installed):
+    out = _run(["ansible-doc", "-t", "filter", "lay7.ha.route_compile"], installed["cwd"], installed["env"])
+    for text in ("path-element prefix", "fallback", "map_threshold", "default_backend", "nbsrv"):
+        assert text in out, text
+    listed = _run(["ansible-doc", "-t", "filter", "-l", "lay7.ha"], installed["cwd"], installed["env"])
+    assert "lay7.ha.route_compile" in listed
+
+
+def test_installed_filter_runs_in_a_playbook(installed, tmp_path):
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(
+        yaml.safe_dump(
+            [
+                {
+                    "name": "Compile the seed route table with the installed collection",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars": {
+                        "backends": {
+                            "main": {"servers": [{"name": "web1", "address": "192.0.2.11"}], "fallback": "a_pool"},
+                            "a_pool": {"servers": [{"name": "web2", "address": "192.0.2.12"}], "fallback": "main"},
+                        },
+                        "routes": [{"name": "a", "path": "/a", "backend": "a_pool"}],
+                    },
+                    "tasks": [
+                        {
+                            "name": "Show the compiled frontend",
+                            "ansible.builtin.debug": {
+                                "msg": "{{ (routes | lay7.ha.route_compile(backends, 'main')).frontend | join(' | ') }}"
+                            },
+                        },
+                        {
+                            "name": "A typo fails before anything is deployed",
+                            "block": [
+                                {
+                                    "name": "Compile a route with a typo",
+                                    "ansible.builtin.debug": {
+                                        "msg": "{{ [{'name': 'x', 'path': '/x', 'bakend': 'main'}] | lay7.ha.route_compile(backends, 'main') }}"
+                                    },
+                                }
+                            ],
+                            "rescue": [
+                                {
+                                    "name": "The error names the route and the key",
+                                    "ansible.builtin.assert": {
+                                        "that": ["\"route 'x' (index 0): unknown key 'bakend'\" in ansible_failed_result.msg"]
+                                    },
+                                }
+                            ],
+                        },
+                    ],
+                }
+            ],
+            sort_keys=False,
+        )
+    )
+    out = _run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)], tmp_path, installed["env"])
+    assert "use_backend a_pool if route_a_path { nbsrv(a_pool) gt 0 }" in out
+    assert "failed=0" in out and "rescued=1" in out
