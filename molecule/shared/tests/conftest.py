@@ -1,0 +1,298 @@
+"""Shared fixtures for verifying the deployed topology from the control node.
+
+Every request goes to the VIP from the control node (never to anything but lab
+addresses). Fault injection wraps the lab tool (`lab.Lab`: power a host off and on,
+cut its cable) and testinfra (stop/start a service); every fault a test injects is
+undone by the fixture's finalizer, which then waits, bounded in time, until the
+topology is healthy again.
+
+Fixtures: `inventory` (host names, groups, addresses, VIP), `nodes` (testinfra host
+per name, sudo), `vip` (HTTP client to the VIP), `lab` (lab.Lab or skip), `faults`
+(function scoped: injection + restore), `steady` (waits for the healthy state),
+`timings` (session: failover numbers written to build/failover-timings.json).
+Helpers: `wait_for`, `vip_holders`, `journal`.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
+
+ROOT = Path(__file__).resolve().parents[3]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+INTERFACE = "eth1"
+# Routing proof of the seed topology (issue 4, item 1): path -> host that must serve it.
+EXPECTED_ROUTES = {
+    "/": "web1", "/abc": "web1", "/hello": "web1", "/inanzzz/hello": "web1", "/x/a/": "web1", "/ab": "web1",
+    "/a": "web2", "/a/": "web2", "/a/inanzzz": "web2",
+    "/b": "web3", "/b/": "web3", "/b/inanzzz": "web3",
+}
+PAGE_TEXT = "Hi sir, I am going to serve you today!"
+SERVED_BY = "X-Served-By"
+STEADY_TIMEOUT = 120.0
+
+
+def inventory_path() -> str:
+    return os.environ.get("MOLECULE_INVENTORY_FILE") or str(ROOT / "inventory" / "lab")
+
+
+# --------------------------------------------------------------------------- waiting
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> float:
+    """Poll predicate until truthy; return the seconds it took. Bounded: fails after timeout."""
+    t0 = time.monotonic()
+    last_error = ""
+    while True:
+        try:
+            if predicate():
+                return time.monotonic() - t0
+        except Exception as exc:  # noqa: BLE001 - a host may be rebooting; report the last error
+            last_error = f" (last error: {exc!r})"
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"{what}: not reached within {timeout:.0f} s{last_error}")
+        time.sleep(interval)
+
+
+# --------------------------------------------------------------------------- inventory
+@dataclass(frozen=True)
+class Inventory:
+    groups: dict[str, list[str]]
+    addresses: dict[str, str]
+    vip: str
+    nopreempt: bool
+    control: str
+
+    @property
+    def webservers(self) -> list[str]:
+        return self.groups["webservers"]
+
+    @property
+    def loadbalancers(self) -> list[str]:
+        return self.groups["loadbalancers"]
+
+    @property
+    def master(self) -> str:
+        """The load balancer with the highest VRRP priority (first in host order)."""
+        return self.loadbalancers[0]
+
+    @property
+    def backup(self) -> str:
+        return self.loadbalancers[1]
+
+
+@pytest.fixture(scope="session")
+def inventory() -> Inventory:
+    runner = AnsibleRunner(inventory_path())
+    # Inventory order: the first load balancer has the highest derived VRRP priority.
+    groups = {g: list(runner.get_hosts(g)) for g in ("webservers", "loadbalancers")}
+    addresses = {h: runner.get_variables(h)["ansible_host"] for h in runner.get_hosts("all")}
+    lb_vars = runner.get_variables(groups["loadbalancers"][0])
+    try:
+        from lab.topology import load
+        control = str(load().control)
+    except Exception:  # noqa: BLE001 - not the lab substrate
+        control = ""
+    return Inventory(groups=groups, addresses=addresses, vip=str(lb_vars["keepalived_vip_address"]),
+                     nopreempt=bool(lb_vars.get("keepalived_vip_nopreempt", False)), control=control)
+
+
+@pytest.fixture(scope="session")
+def nodes(inventory: Inventory) -> dict[str, testinfra.host.Host]:
+    inv = inventory_path()
+    return {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inv, sudo=True)
+            for name in inventory.addresses}
+
+
+# --------------------------------------------------------------------------- HTTP
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: str
+
+    @property
+    def served_by(self) -> str | None:
+        return self.headers.get(SERVED_BY.lower())
+
+
+@dataclass
+class HttpClient:
+    """One new TCP connection per request, so every request sees the current VIP holder."""
+
+    address: str
+    port: int = 80
+
+    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> Reply:
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"Connection": "close", **(headers or {})})
+            resp = conn.getresponse()
+            body = resp.read().decode("utf-8", "replace")
+            return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body)
+        finally:
+            conn.close()
+
+    def try_get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 2.0) -> Reply | None:
+        try:
+            return self.get(path, headers, timeout)
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def routes_ok(self) -> bool:
+        """Every path of the routing proof reaches its expected host."""
+        for path, want in EXPECTED_ROUTES.items():
+            r = self.try_get(path)
+            if r is None or r.status != 200 or r.served_by != want:
+                return False
+        return True
+
+
+def tcp_connects(address: str, port: int, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def vip(inventory: Inventory) -> HttpClient:
+    return HttpClient(inventory.vip)
+
+
+# --------------------------------------------------------------------------- lab and faults
+@pytest.fixture(scope="session")
+def lab():
+    """The lab tool (power, cable). Fault tests need it: skipped on other substrates."""
+    try:
+        from lab import Lab
+    except ImportError:
+        pytest.skip("the lab tool is not available (not the nspawn substrate)")
+    lab = Lab()
+    if not lab.is_up():
+        pytest.skip("the lab is not up")
+    return lab
+
+
+def vip_holders(lab, inventory: Inventory) -> list[str]:
+    """Load balancers that currently hold the VIP (read through namespaces: no network needed)."""
+    held = []
+    for name in inventory.loadbalancers:
+        if not lab.is_running(name):
+            continue
+        out = lab.exec(name, ["ip", "-j", "-4", "addr", "show", "dev", INTERFACE], timeout=10).stdout
+        addrs = [a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
+        if inventory.vip in addrs:
+            held.append(name)
+    return held
+
+
+def journal(host, since_epoch: float, *selectors: str) -> str:
+    """Journal lines of a host since a wall-clock time, e.g. selectors ('-t', 'lay7-keepalived')."""
+    args = " ".join(selectors)
+    return host.check_output(f"journalctl --no-pager -o short-iso --since @{int(since_epoch) - 1} {args}")
+
+
+@dataclass
+class Steady:
+    """Waits until the topology is healthy: the expected VIP holder and every route right."""
+
+    lab: object
+    inventory: Inventory
+    vip: HttpClient
+
+    def wait(self, holder: str | None = None, timeout: float = STEADY_TIMEOUT) -> float:
+        # With nopreempt any single holder is healthy; with preemption it is the master.
+        if holder is None and self.inventory.nopreempt:
+            wanted = [[lb] for lb in self.inventory.loadbalancers]
+        else:
+            wanted = [[holder or self.inventory.master]]
+        return wait_for(lambda: vip_holders(self.lab, self.inventory) in wanted and self.vip.routes_ok(),
+                        timeout, f"healthy topology with the VIP on one of {wanted}", interval=0.5)
+
+
+@pytest.fixture(scope="session")
+def steady(lab, inventory: Inventory, vip: HttpClient) -> Steady:
+    return Steady(lab, inventory, vip)
+
+
+@dataclass
+class Faults:
+    """Fault injection that remembers what it broke; restore() undoes it all."""
+
+    lab: object
+    nodes: dict
+    steady: Steady
+    killed: list[str] = field(default_factory=list)
+    stopped: list[tuple[str, str]] = field(default_factory=list)
+    cut_links: list[str] = field(default_factory=list)
+
+    def stop_service(self, name: str, unit: str) -> None:
+        self.stopped.append((name, unit))
+        self.nodes[name].run_expect([0], f"systemctl stop {unit}")
+
+    def start_service(self, name: str, unit: str) -> None:
+        self.nodes[name].run_expect([0], f"systemctl start {unit}")
+        if (name, unit) in self.stopped:
+            self.stopped.remove((name, unit))
+
+    def kill(self, name: str) -> None:
+        self.killed.append(name)
+        self.lab.kill(name)
+
+    def boot(self, name: str, wait: bool = True) -> None:
+        self.lab.boot(name, wait=wait)
+        if name in self.killed:
+            self.killed.remove(name)
+
+    def cut(self, name: str) -> None:
+        self.cut_links.append(name)
+        self.lab.cut(name)
+
+    def heal(self, name: str) -> None:
+        self.lab.heal(name)
+        if name in self.cut_links:
+            self.cut_links.remove(name)
+
+    def restore(self) -> None:
+        for name in list(self.cut_links):
+            self.heal(name)
+        for name in list(self.killed):
+            if not self.lab.is_running(name):
+                self.lab.boot(name, wait=True)
+            self.killed.remove(name)
+        for name, unit in list(self.stopped):
+            self.start_service(name, unit)
+        self.steady.wait()
+
+
+@pytest.fixture
+def faults(lab, nodes, steady: Steady):
+    steady.wait()  # start every fault test from the healthy state
+    f = Faults(lab, nodes, steady)
+    yield f
+    f.restore()
+
+
+@pytest.fixture(scope="session")
+def timings():
+    """Failover measurements (seconds) collected by the tests, written for docs/failover.md."""
+    data: dict[str, float | int | str] = {}
+    yield data
+    if data:
+        out = ROOT / "build" / "failover-timings.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        data["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

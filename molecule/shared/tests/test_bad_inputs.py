@@ -1,0 +1,109 @@
+"""Issue 4, item 9: invalid inventories fail in preflight, naming the field, and no
+host's running configuration changes.
+
+Each case runs the real site playbook against the deployed lab with one bad value
+given as extra vars (the highest precedence, exactly as if the inventory held it).
+Before the first and after every case the managed files, the firewall table and the
+service processes of every host are fingerprinted; the journal must show no reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, inventory_path
+
+PLAYBOOK_BOUND = 240  # seconds per run; a preflight failure takes ~20 s
+
+CASES = {
+    "unknown_backend": (
+        {"haproxy_l7_routes": [{"name": "a", "path": "/a", "backend": "nope_pool"}]},
+        ["backend 'nope_pool'", "route 'a'"]),
+    "shadowed_route": (
+        {"haproxy_l7_routes": [{"name": "a", "path": "/a", "backend": "a_pool"},
+                               {"name": "a_again", "path": "/a/", "backend": "b_pool"}]},
+        ["'a_again'"]),
+    "typo_in_route_key": (
+        {"haproxy_l7_routes": [{"name": "a", "path": "/a", "bakend": "a_pool"}]},
+        ["unknown key 'bakend'"]),
+    "vip_outside_subnet": (
+        {"keepalived_vip_address": "10.99.0.100"},
+        ["keepalived_vip_address: 10.99.0.100/24"]),
+    "missing_stats_password": (
+        {"haproxy_l7_stats_password": ""},
+        ["haproxy_l7_stats_password"]),
+    "duplicate_vrid": (
+        {"keepalived_vip_reserved_router_ids": [51]},
+        ["keepalived_vip_router_id: 51"]),
+    "priority_tie": (
+        {"keepalived_vip_priority": 150},
+        ["keepalived_vip_priority: 150"]),
+    "tracker_weight_below_gap": (
+        {"keepalived_vip_track_weight": -1},
+        ["keepalived_vip_track_weight: -1"]),
+    "untrusted_proxy_hostname": (
+        {"apache_web_trusted_proxies": ["lb.example.invalid"]},
+        ["apache_web_trusted_proxies", "lb.example.invalid"]),
+}
+
+WEB_FILES = ["/etc/apache2/sites-available/lay7.conf", "/etc/nftables.d/lay7-web.nft", "/etc/nftables.conf",
+             "/var/www/lay7/index.html"]
+LB_FILES = ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/usr/local/sbin/lay7-keepalived-notify"]
+WEB_UNITS = ["apache2.service"]
+LB_UNITS = ["haproxy.service", "keepalived.service"]
+
+
+def _fingerprint(nodes, inventory) -> dict:
+    state = {}
+    for name in inventory.webservers + inventory.loadbalancers:
+        node = nodes[name]
+        is_web = name in inventory.webservers
+        files = WEB_FILES if is_web else LB_FILES + [
+            f"/etc/haproxy/maps/{m}" for m in node.check_output("ls /etc/haproxy/maps 2>/dev/null || true").split()]
+        entry = {p: (node.file(p).sha256sum if node.file(p).exists else None) for p in files}
+        for unit in WEB_UNITS if is_web else LB_UNITS:
+            entry[unit] = node.check_output(f"systemctl show -p MainPID -p ActiveEnterTimestamp --value {unit}")
+        if is_web:
+            ruleset = node.check_output("nft -s list table inet lay7_web")
+            entry["nft lay7_web"] = hashlib.sha256(ruleset.encode()).hexdigest()
+        state[name] = entry
+    return state
+
+
+@pytest.fixture(scope="module")
+def baseline(nodes, inventory):
+    return _fingerprint(nodes, inventory), time.time()
+
+
+def _run_site(extra: dict) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0")
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    return subprocess.run([str(playbook), "-i", inventory_path(), str(ROOT / "site.yml"), "-e", json.dumps(extra)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=PLAYBOOK_BOUND, check=False)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_fails_in_preflight_without_changing_any_host(case, baseline, nodes, inventory):
+    extra, expected = CASES[case]
+    before, since = baseline
+    result = _run_site(extra)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, f"{case}: the playbook succeeded with {extra}"
+    for text in expected:
+        assert text in out, f"{case}: the failure does not name {text!r}:\n{out[-3000:]}"
+    assert "PLAY [Deploy the web servers]" not in out, f"{case}: the run went past the preflight play"
+    assert _fingerprint(nodes, inventory) == before, f"{case}: a host's configuration or services changed"
+    for name in inventory.webservers + inventory.loadbalancers:
+        log = nodes[name].check_output(
+            f"journalctl --no-pager -q --since @{int(since)} -u apache2 -u haproxy -u keepalived | grep -Ei 'reload|restart|stopp' || true")
+        assert not log, f"{case}: {name} reloaded or restarted a service:\n{log}"
