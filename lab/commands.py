@@ -12,6 +12,7 @@ CONTROL_LINK = "lay7-ctl"          # control node's end, root namespace
 CONTROL_PORT = "lay7-ctlp"         # its peer, plugged into the bridge
 SAFETY_METRIC = 4242               # above the lab link's connected route (metric 0)
 PARTITION_TABLE = "lay7_partition"
+CGROUP_DIR = "lay7-lab"            # per host: <hierarchy>/lay7-lab/<host>
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 NSPAWN_CAPS = ("CAP_NET_ADMIN", "CAP_NET_RAW")
 

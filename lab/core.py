@@ -81,6 +81,31 @@ def _netns_inode(path: str) -> int | None:
         return None
 
 
+def cgroup_roots(mountinfo: str) -> list[Path]:
+    """Hierarchies a booted systemd writes to: cgroup2 and the v1 name=systemd one."""
+    roots = []
+    for line in mountinfo.splitlines():
+        left, _, right = line.partition(" - ")
+        fields, rfields = left.split(), right.split()
+        if len(fields) < 5 or len(rfields) < 3:
+            continue
+        fstype, options = rfields[0], rfields[2].split(",")
+        if fstype == "cgroup2" or (fstype == "cgroup" and "name=systemd" in options):
+            roots.append(Path(fields[4]))
+    return roots
+
+
+def _rmdir_tree(top: Path) -> None:
+    """Remove an (empty of processes) cgroup tree, deepest first."""
+    if not top.is_dir():
+        return
+    for dirpath, _dirs, _files in os.walk(top, topdown=False):
+        try:
+            os.rmdir(dirpath)
+        except OSError:
+            pass
+
+
 class Lab:
     """Operate the lab. Every method needs root; all state lives under the topology's paths."""
 
@@ -205,6 +230,8 @@ class Lab:
         left = self._our_mounts()
         if left:
             raise LabError(f"could not unmount: {', '.join(left)}")
+        for root in cgroup_roots(_read("/proc/self/mountinfo") or ""):
+            _rmdir_tree(root / C.CGROUP_DIR)
         # 3. links and namespaces (deleting a namespace deletes the veth ends inside it)
         if os.path.exists(f"/sys/class/net/{C.CONTROL_LINK}"):
             _run(["ip", "link", "del", C.CONTROL_LINK], check=False)
@@ -231,6 +258,9 @@ class Lab:
             found += [f"nspawn {pid} of {h.name}" for pid in self._nspawn_pids(h)]
         if self.hosts_dir.exists():
             found.append(f"dir {self.hosts_dir}")
+        for root in cgroup_roots(_read("/proc/self/mountinfo") or ""):
+            if (root / C.CGROUP_DIR).exists():
+                found.append(f"cgroup {root / C.CGROUP_DIR}")
         if self.state_file.exists():
             found.append(f"file {self.state_file}")
         return found
@@ -294,12 +324,37 @@ class Lab:
     def _start(self, h: Host) -> int:
         self.topo.run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ, **C.NSPAWN_ENV)
+        procs = []
+        for cg in self.cgroups(h.name):
+            cg.mkdir(parents=True, exist_ok=True)
+            procs.append(str(cg / "cgroup.procs"))
+
+        def enter_cgroups() -> None:  # runs in the child between fork and exec
+            for path in procs:
+                with open(path, "w") as fh:
+                    fh.write(str(os.getpid()))
+
         with open(self.console_log(h.name), "ab") as out:
             out.write(f"\n=== lab: booting {h.name} at {time.strftime('%H:%M:%S')} ===\n".encode())
             out.flush()
             proc = subprocess.Popen(C.nspawn_argv(self.root(h.name), h), stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                                    stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                    preexec_fn=enter_cgroups)
         return proc.pid
+
+    def cgroups(self, name: str) -> list[Path]:
+        """The host's own cgroup in each hierarchy: nspawn runs there, so booted systemds never share
+        a cgroup tree (with --keep-unit they would all use the caller's and break each other's units)."""
+        return [root / C.CGROUP_DIR / name for root in cgroup_roots(_read("/proc/self/mountinfo") or "")]
+
+    def _cgroup_pids(self, name: str) -> list[int]:
+        pids = set()
+        for top in self.cgroups(name):
+            for dirpath, _dirs, files in os.walk(top):
+                if "cgroup.procs" in files:
+                    for line in (_read(os.path.join(dirpath, "cgroup.procs")) or "").split():
+                        pids.add(int(line))
+        return sorted(p for p in pids if _alive(p))
 
     def _nspawn_pids(self, h: Host) -> list[int]:
         want = str(self.root(h.name))
@@ -314,13 +369,12 @@ class Lab:
 
     def _host_pids(self, h: Host) -> list[int]:
         """Processes living in the host's network namespace (the booted system)."""
+        nspawn = set(self._nspawn_pids(h))
+        found = {p for p in self._cgroup_pids(h.name) if p not in nspawn}
         ino = _netns_inode(f"/run/netns/{h.netns}")
-        if ino is None:
-            return []
-        me = _netns_inode("/proc/self/ns/net")
-        if ino == me:
-            return []
-        return [p for p in _pids() if _netns_inode(f"/proc/{p}/ns/net") == ino and _alive(p)]
+        if ino is not None and ino != _netns_inode("/proc/self/ns/net"):
+            found |= {p for p in _pids() if _netns_inode(f"/proc/{p}/ns/net") == ino and _alive(p)}
+        return sorted(found)
 
     def init_pid(self, name: str) -> int | None:
         """PID (in our namespace) of the host's PID 1, or None when the host is off."""
@@ -366,6 +420,8 @@ class Lab:
                 except ProcessLookupError:
                     pass
             if not self._host_pids(h) and not self._nspawn_pids(h):
+                for cg in self.cgroups(h.name):
+                    _rmdir_tree(cg)
                 return
             time.sleep(0.2)
         raise LabError(f"{h.name}: processes survive SIGKILL: {self._host_pids(h) + self._nspawn_pids(h)}")

@@ -120,3 +120,21 @@ def test_recipe_includes_the_setup_script(topo, monkeypatch, tmp_path):
     script.write_text(image.SETUP_SCRIPT.read_text() + "\necho changed\n")
     monkeypatch.setattr(image, "SETUP_SCRIPT", script)
     assert image.recipe_hash(image.recipe(topo)) != h0
+
+
+MOUNTINFO = """\
+25 30 0:22 / /sys rw,nosuid - sysfs sysfs rw
+31 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw,mode=755
+32 31 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+33 31 0:28 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+34 31 0:29 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+"""
+
+
+def test_cgroup_roots_are_the_ones_systemd_writes():
+    from lab.core import cgroup_roots
+
+    assert cgroup_roots(MOUNTINFO) == [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]
+    assert cgroup_roots("40 1 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n") == [
+        Path("/sys/fs/cgroup")]
+    assert cgroup_roots("") == []
