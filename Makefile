@@ -54,7 +54,7 @@ build: venv
 	rm -rf build/dist && mkdir -p build/dist
 	ansible-galaxy collection build --force --output-path build/dist .
 
-lab-tests: venv deps
+lab-tests: venv collection deps
 	pytest -q tests/lab
 
 molecule-lab: venv collection deps
