@@ -93,8 +93,7 @@ EXAMPLES = r"""
 # compiled.frontend ==
 #   - acl route_a_path path -m str /a
 #   - acl route_a_path path -m beg /a/
-#   - use_backend a_pool if route_a_path { nbsrv(a_pool) gt 0 }
-#   - use_backend main if route_a_path { nbsrv(main) gt 0 }
+#   - use_backend main if !{ nbsrv(a_pool) gt 0 } { nbsrv(main) gt 0 } route_a_path
 #   - use_backend a_pool if route_a_path
 #   - (the same for route b)
 #   - use_backend a_pool if !{ nbsrv(main) gt 0 } { nbsrv(a_pool) gt 0 }

@@ -551,8 +551,10 @@ def emit_acl(ordered: list, backends: dict, default_backend: str) -> list:
         lines.extend(acls)
         be = backends[route.backend]
         if be.fallback:
-            lines.append(f"use_backend {be.name} if {cond} {_usable(be.name)}")
-            lines.append(f"use_backend {be.fallback} if {cond} {_usable(be.fallback)}")
+            # Only when the backend has no usable server and its fallback has. The cheap
+            # nbsrv() test comes first: while the backend is healthy the route's ACLs are
+            # then evaluated once per request, not twice.
+            lines.append(f"use_backend {be.fallback} if !{_usable(be.name)} {_usable(be.fallback)} {cond}")
         lines.append(f"use_backend {be.name} if {cond}")
     lines.extend(_default_lines(backends[default_backend]))
     return lines

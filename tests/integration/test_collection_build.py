@@ -164,5 +164,5 @@ def test_installed_filter_runs_in_a_playbook(installed, tmp_path):
         )
     )
     out = _run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)], tmp_path, installed["env"])
-    assert "use_backend a_pool if route_a_path { nbsrv(a_pool) gt 0 }" in out
+    assert "use_backend main if !{ nbsrv(a_pool) gt 0 } { nbsrv(main) gt 0 } route_a_path" in out
     assert "failed=0" in out and "rescued=1" in out

@@ -1,0 +1,288 @@
+#!/usr/bin/env python3
+"""Routing cost of the compiled route table on the real HAProxy: ACL form vs map form.
+
+For each table size and form, HAProxy (1 thread) runs on 127.0.0.1 with the compiled
+frontend; every backend answers by itself (``http-request return``), so the number measured
+is HAProxy's per-request cost, dominated by routing, not a backend's speed. wrk (1 thread,
+32 keep-alive connections, bounded duration) drives two request kinds:
+
+* ``miss``: a path no route matches, so the ACL form evaluates every rule (worst case);
+* ``hit``:  a path matching the lowest-precedence route (the last ``use_backend``).
+
+Results go to bench/results/routes.json; docs/routing.md records them and the map_threshold
+they justify. Only loopback is used. Run: ``make bench`` or ``python bench/bench_routes.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "routes.json"
+HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+WRK = shutil.which("wrk") or "/usr/bin/wrk"
+TASKSET = shutil.which("taskset")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+LOOPBACK = "127.0.0.1"
+
+
+def _import_compiler():
+    coll = ROOT / ".collections"
+    if not (coll / "ansible_collections" / "lay7" / "ha").exists():
+        coll = pathlib.Path(tempfile.mkdtemp(prefix="lay7-ha-bench-"))
+        (coll / "ansible_collections" / "lay7").mkdir(parents=True)
+        (coll / "ansible_collections" / "lay7" / "ha").symlink_to(ROOT)
+    sys.path.insert(0, str(coll))
+    from ansible_collections.lay7.ha.plugins.plugin_utils._routes import compile_routes
+
+    return compile_routes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def table(n: int) -> tuple:
+    """n routes over 8 backends: two thirds prefixes of varied depth, one third exact paths,
+    a realistic mix for a path-routed site. Every backend has a fallback, as in the seed."""
+    names = [f"pool{i}" for i in range(8)]
+    backends = {
+        name: {"servers": [{"name": "s1", "address": "192.0.2.1"}], "fallback": names[(i + 1) % len(names)]}
+        for i, name in enumerate(names)
+    }
+    backends["main"] = {"servers": [{"name": "s1", "address": "192.0.2.1"}], "fallback": "pool0"}
+    routes = []
+    for i in range(n):
+        if i % 3 == 2:
+            routes.append({"name": f"e{i}", "path": f"/api/v{i % 7}/item{i}", "match": "exact", "backend": names[i % 8]})
+        else:
+            depth = "/sub" * (i % 3)
+            routes.append({"name": f"p{i}", "path": f"/svc{i}{depth}", "backend": names[i % 8]})
+    return routes, backends
+
+
+def render(compiled: dict, port: int) -> str:
+    lines = [
+        "global",
+        "  nbthread 1",
+        "  maxconn 4096",
+        "defaults",
+        "  mode http",
+        "  timeout connect 1s",
+        "  timeout client 10s",
+        "  timeout server 10s",
+        "frontend fe_bench",
+        f"  bind {LOOPBACK}:{port}",
+    ]
+    lines += [f"  {line}" for line in compiled["frontend"]]
+    for be in compiled["backends"]:
+        lines.append(f"backend {be['name']}")
+        # Servers without "check" count as usable for nbsrv(); the backend answers itself,
+        # so no connection is ever made to them.
+        lines += [f"  server {s['name']} {LOOPBACK}:9 id {s['id']}" for s in be["servers"]]
+        lines.append(f"  http-request return status 200 content-type text/plain string {be['name']}")
+    return "\n".join(lines) + "\n"
+
+
+def pinned(cmd: list, cpu: int) -> list:
+    """Pin HAProxy and wrk to different CPUs (when there are two) so they do not compete."""
+    if TASKSET and (os.cpu_count() or 1) >= 2:
+        return [TASKSET, "-c", str(cpu), *cmd]
+    return cmd
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (from /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def wrk(url: str, seconds: int, connections: int, haproxy_pid: int) -> dict:
+    cpu_before = cpu_seconds(haproxy_pid)
+    out = subprocess.run(
+        pinned([WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url], 1),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    cpu_used = cpu_seconds(haproxy_pid) - cpu_before
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)\b", out)
+        value, unit = float(m.group(1)), m.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    return {
+        "rps": rps,
+        "requests": total,
+        # HAProxy's own CPU per request: insensitive to what else runs on the machine
+        "cpu_us_per_request": round(cpu_used / total * 1e6, 2) if total else None,
+        "latency_avg_ms": round(ms("Latency"), 3),
+        "latency_p99_ms": round(ms("99%"), 3),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def measure(compile_routes, n: int, form: str, seconds: int, connections: int, workdir: pathlib.Path) -> list:
+    routes, backends = table(n)
+    compiled = compile_routes(routes, backends, "main", map_dir=str(workdir / "maps"), mode=form)
+    for m in compiled["maps"]:
+        path = pathlib.Path(m["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(m["content"])
+    port = free_port()
+    cfg = workdir / "haproxy.cfg"
+    cfg.write_text(render(compiled, port))
+    t0 = time.monotonic()
+    subprocess.run([HAPROXY, "-c", "-q", "-f", str(cfg)], check=True, timeout=120)
+    check_s = time.monotonic() - t0
+    proc = subprocess.Popen(pinned([HAPROXY, "-db", "-f", str(cfg)], 0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection((LOOPBACK, port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("haproxy did not start") from None
+                time.sleep(0.02)
+        last = compiled["routes"][-1]  # lowest precedence: the last rule the ACL form reaches
+        hit_path = last["path"] + ("/x" if last["match"] == "prefix" else "")
+        results = []
+        for kind, path in (("miss", "/nothing/here"), ("hit", hit_path)):
+            expected = "main" if kind == "miss" else last["backend"]
+            body = subprocess.run(
+                ["curl", "-s", f"http://{LOOPBACK}:{port}{path}"], capture_output=True, text=True, timeout=10
+            ).stdout
+            if body != expected:
+                raise RuntimeError(f"{form}/{n}: {path} answered {body!r}, expected {expected!r}")
+            res = wrk(f"http://{LOOPBACK}:{port}{path}", seconds, connections, proc.pid)
+            res.update({"routes": n, "form": form, "request": kind, "path": path, "config_check_s": round(check_s, 3)})
+            results.append(res)
+            print(
+                f"{n:>6} routes  {form:<3}  {kind:<4}  {res['rps']:>10.0f} req/s  "
+                f"cpu {res['cpu_us_per_request']:>8.2f} us/req  "
+                f"avg {res['latency_avg_ms']:.3f} ms  p99 {res['latency_p99_ms']:.3f} ms",
+                flush=True,
+            )
+        return results
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def linear_fit(points: list) -> tuple:
+    """Least-squares a + b*n over (n, y) points."""
+    n_mean = statistics.fmean(n for n, _ in points)
+    y_mean = statistics.fmean(y for _, y in points)
+    var = sum((n - n_mean) ** 2 for n, _ in points)
+    b = sum((n - n_mean) * (y - y_mean) for n, y in points) / var
+    return y_mean - b * n_mean, b
+
+
+def cpu_model(results: list, slack: float = 0.10) -> dict:
+    """Fit the ACL form's CPU per request as a + b*routes (worst-case miss requests) and
+    take the map form's as constant (its median); derive the break-even table size and the
+    largest size at which the ACL form costs at most ``slack`` more CPU than the map form."""
+    miss = [r for r in results if r["request"] == "miss"]
+    a, b = linear_fit([(r["routes"], r["cpu_us_per_request"]) for r in miss if r["form"] == "acl"])
+    c = statistics.median(r["cpu_us_per_request"] for r in miss if r["form"] == "map")
+    return {
+        "acl_cpu_us": {"base": round(a, 3), "per_route": round(b, 4)},
+        "map_cpu_us": round(c, 3),
+        "break_even_routes": round((c - a) / b, 1) if b > 0 else None,
+        "acl_within_10pct_up_to_routes": int(((1 + slack) * c - a) // b) if b > 0 else None,
+    }
+
+
+def crossover(results: list) -> int | None:
+    """Smallest measured size from which the map form is at least as fast as the ACL form
+    on the worst-case (miss) request at every larger size too."""
+    sizes = sorted({r["routes"] for r in results})
+    rps = {(r["routes"], r["form"]): r["rps"] for r in results if r["request"] == "miss"}
+    for i, n in enumerate(sizes):
+        if all(rps[(m, "map")] >= rps[(m, "acl")] for m in sizes[i:]):
+            return n
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,25,50,100,500,1000,5000")
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=2, help="runs per point; the median is kept")
+    parser.add_argument("--output", default=str(RESULTS))
+    args = parser.parse_args()
+    compile_routes = _import_compiler()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="lay7-bench-routes-") as tmp:
+        for rep in range(args.repeat):
+            for n in sizes:
+                for form in ("acl", "map"):
+                    workdir = pathlib.Path(tmp) / f"{rep}-{n}-{form}"
+                    workdir.mkdir()
+                    runs += measure(compile_routes, n, form, args.seconds, args.connections, workdir)
+    merged = []
+    for n in sizes:
+        for form in ("acl", "map"):
+            for kind in ("miss", "hit"):
+                pts = [r for r in runs if (r["routes"], r["form"], r["request"]) == (n, form, kind)]
+                best = dict(pts[0])
+                best["rps"] = round(statistics.median(p["rps"] for p in pts), 1)
+                best["rps_runs"] = [p["rps"] for p in pts]
+                best["cpu_us_per_request"] = statistics.median(p["cpu_us_per_request"] for p in pts)
+                best["cpu_us_runs"] = [p["cpu_us_per_request"] for p in pts]
+                best["latency_avg_ms"] = statistics.median(p["latency_avg_ms"] for p in pts)
+                best["latency_p99_ms"] = statistics.median(p["latency_p99_ms"] for p in pts)
+                best["non_2xx"] = sum(p["non_2xx"] for p in pts)
+                merged.append(best)
+    version = subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
+    doc = {
+        "benchmark": "routes",
+        "method": (
+            "HAProxy nbthread 1 on loopback, backends answer via http-request return; "
+            f"wrk -t1 -c{args.connections} -d{args.seconds}s keep-alive, median of {args.repeat} runs"
+        ),
+        "haproxy": version,
+        "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": merged,
+        "map_faster_from_routes": crossover(merged),
+        "cpu_model": cpu_model(merged),
+    }
+    out = pathlib.Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"map form at least as fast as acl (req/s) from {doc['map_faster_from_routes']} routes")
+    print(f"cpu model: {json.dumps(doc['cpu_model'])}")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
