@@ -203,14 +203,17 @@ def linear_fit(points: list) -> tuple:
     return y_mean - b * n_mean, b
 
 
-def cpu_model(results: list, slack: float = 0.10) -> dict:
-    """Fit the ACL form's CPU per request as a + b*routes (worst-case miss requests) and
-    take the map form's as constant (its median); derive the break-even table size and the
-    largest size at which the ACL form costs at most ``slack`` more CPU than the map form."""
+def cpu_model(results: list, slack: float = 0.10, fit_up_to: int = 100) -> dict:
+    """Fit the ACL form's CPU per request as a + b*routes over small tables (up to
+    ``fit_up_to`` routes; larger ACL lists grow faster than linearly as they fall out of the
+    CPU caches) on worst-case miss requests, take the map form's cost as constant (median of
+    all sizes), and derive the break-even table size and the largest size at which the ACL
+    form costs at most ``slack`` more CPU than the map form."""
     miss = [r for r in results if r["request"] == "miss"]
-    a, b = linear_fit([(r["routes"], r["cpu_us_per_request"]) for r in miss if r["form"] == "acl"])
+    a, b = linear_fit([(r["routes"], r["cpu_us_per_request"]) for r in miss if r["form"] == "acl" and r["routes"] <= fit_up_to])
     c = statistics.median(r["cpu_us_per_request"] for r in miss if r["form"] == "map")
     return {
+        "fit_routes_up_to": fit_up_to,
         "acl_cpu_us": {"base": round(a, 3), "per_route": round(b, 4)},
         "map_cpu_us": round(c, 3),
         "break_even_routes": round((c - a) / b, 1) if b > 0 else None,

@@ -31,7 +31,7 @@ from ansible.errors import AnsibleFilterError
 DEFAULT_MAP_DIR = "/etc/haproxy/maps"
 # Above this many routes, mode=auto compiles to map files. Chosen from
 # bench/bench_routes.py measurements, see docs/routing.md ("Choosing the threshold").
-DEFAULT_MAP_THRESHOLD = 50
+DEFAULT_MAP_THRESHOLD = 6
 
 MATCH_TYPES = ("exact", "prefix", "regex")
 MODES = ("auto", "acl", "map")
