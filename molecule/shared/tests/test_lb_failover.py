@@ -35,11 +35,12 @@ def test_haproxy_stopped_on_master_moves_vip(faults, vip, inventory, lab, nodes,
     master, backup = inventory.master, inventory.backup
     t_wall = time.time()
     faults.stop_service(master, "haproxy.service")
-    took, failed, _ = _probe_until(
+    took, failed, last_fail = _probe_until(
         vip, lambda: vip_holders(lab, inventory) == [backup] and vip.try_get("/") is not None,
         FAILOVER_BOUND, f"VIP on {backup} after haproxy stopped on {master}")
     timings["haproxy_stop_vip_moved_s"] = round(took, 2)
     timings["haproxy_stop_failed_requests"] = failed
+    timings["haproxy_stop_last_failure_s"] = round(last_fail or 0, 2)
     reply = vip.get("/")
     assert reply.status == 200 and reply.served_by == "web1"
 
@@ -52,19 +53,25 @@ def test_haproxy_stopped_on_master_moves_vip(faults, vip, inventory, lab, nodes,
     # HAProxy back: with preemption the VIP returns to the master once its tracker rises.
     faults.start_service(master, "haproxy.service")
     want = backup if inventory.nopreempt else master
-    took = wait_for(lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND, f"VIP back on {want}", 0.1)
+    took, failed, _ = _probe_until(vip, lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND,
+                                   f"VIP back on {want}")
     timings["haproxy_start_vip_returned_s"] = round(took, 2)
+    timings["haproxy_start_failed_requests"] = failed
     assert vip.get("/").status == 200
 
 
 def test_master_powered_off_backup_holds_vip(faults, vip, inventory, lab, timings):
     master, backup = inventory.master, inventory.backup
+    t0 = time.monotonic()
     faults.kill(master)
-    took, failed, _ = _probe_until(
+    killed = time.monotonic() - t0
+    took, failed, last_fail = _probe_until(
         vip, lambda: vip_holders(lab, inventory) == [backup] and vip.try_get("/") is not None,
         FAILOVER_BOUND, f"VIP on {backup} after {master} powered off")
-    timings["power_off_vip_moved_s"] = round(took, 2)
+    timings["power_off_kill_call_s"] = round(killed, 2)
+    timings["power_off_vip_moved_s"] = round(killed + took, 2)
     timings["power_off_failed_requests"] = failed
+    timings["power_off_last_failure_s"] = round(killed + (last_fail or 0), 2)
     for _ in range(5):
         reply = vip.get("/")
         assert reply.status == 200 and reply.served_by == "web1"
