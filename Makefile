@@ -54,6 +54,25 @@ build: venv
 	rm -rf build/dist && mkdir -p build/dist
 	ansible-galaxy collection build --force --output-path build/dist .
 
+# ansible-test sanity on exactly what ships: the built tarball, extracted under
+# build/sanity/ansible_collections/lay7/ha as its own git repository (ansible-test lists files
+# with git). ansible-test gets a separate venv and HOME so its pinned requirements never touch
+# .venv; its per-test venvs are seeded with pip from PyPI through tests/sanity/pip_bootstrap.py
+# because the usual bootstrap script host (ci-files.testing.ansible.com) is not reachable.
+SANITY_DIR  := build/sanity/ansible_collections/lay7/ha
+SANITY_VENV := $(CURDIR)/build/sanity-venv
+SANITY_HOME := $(CURDIR)/build/sanity-home
+SANITY_PIP  := 24.2
+sanity: venv
+	rm -rf build/sanity build/sanity-dist && mkdir -p $(SANITY_DIR) $(SANITY_HOME)/.ansible/test/cache
+	ansible-galaxy collection build --force --output-path build/sanity-dist .
+	tar -xzf build/sanity-dist/lay7-ha-*.tar.gz -C $(SANITY_DIR)
+	cd $(SANITY_DIR) && git init -q . && git add -A
+	[ -x $(SANITY_VENV)/bin/ansible-test ] || { $(PYTHON) -m venv $(SANITY_VENV) && $(SANITY_VENV)/bin/pip install -q "$$(grep '^ansible-core' requirements.txt)"; }
+	ls $(SANITY_HOME)/.ansible/test/cache/pip-$(SANITY_PIP)-*.whl >/dev/null 2>&1 || $(SANITY_VENV)/bin/pip download -q --no-deps -d $(SANITY_HOME)/.ansible/test/cache pip==$(SANITY_PIP)
+	cp tests/sanity/pip_bootstrap.py $(SANITY_HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(SANITY_PIP)).py
+	cd $(SANITY_DIR) && HOME=$(SANITY_HOME) PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --local --python 3.11 --requirements
+
 lab-tests: venv collection deps
 	pytest -q tests/lab
 

@@ -256,9 +256,8 @@ def _path_covers(outer: Route, inner: Route) -> bool:
 def _prefix_ancestors(path: str) -> list:
     """Every normalised prefix that matches ``path`` (for the shadow check)."""
     out = ["/"]
-    parts = [p for p in path.split("/")[1:]]
     acc = ""
-    for part in parts:
+    for part in path.split("/")[1:]:
         if part == "":
             break
         acc += "/" + part

@@ -121,7 +121,7 @@ class HAProxy:
         self.proc = None
 
     def check(self) -> str:
-        res = subprocess.run([HAPROXY, "-c", "-f", str(self.cfg)], capture_output=True, text=True, timeout=60)
+        res = subprocess.run([HAPROXY, "-c", "-f", str(self.cfg)], capture_output=True, text=True, timeout=60, check=False)
         if res.returncode != 0:
             raise RuntimeError(f"haproxy -c failed:\n{res.stdout}{res.stderr}\n{self.cfg.read_text()}")
         return res.stdout + res.stderr
@@ -223,4 +223,3 @@ def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1):
         proxy.stop()
         for nb in backends.values():
             nb.stop()
-

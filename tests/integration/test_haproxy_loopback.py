@@ -119,7 +119,7 @@ def _check(proxy, routes, backends, default, requests, up) -> list:
 def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, routes, backends, requests):
     compiled = compile_routes(routes, backends, "main" if "main" in backends else "be3", map_dir=str(tmp_path / "maps"), mode=mode)
     default = compiled["default_backend"]
-    with running(compiled, tmp_path) as (proxy, _):
+    with running(compiled, tmp_path) as (proxy, _servers):
         problems = _check(proxy, routes, backends, default, requests, set(backends))
     assert not problems, f"{len(problems)} of {len(requests)} requests misrouted:\n" + "\n".join(problems[:30])
 

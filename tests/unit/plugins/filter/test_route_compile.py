@@ -542,7 +542,7 @@ def test_emitted_order_is_independent_of_declaration_order():
     ]
     expected = {mode: compile_routes(routes, BE, "main", mode=mode) for mode in MODES}
     rng = random.Random(7)
-    for _ in range(20):
+    for _attempt in range(20):
         shuffled = copy.deepcopy(routes)
         rng.shuffle(shuffled)
         for mode in MODES:
@@ -601,7 +601,7 @@ def _random_table(rng: random.Random) -> tuple:
     for i in range(rng.randint(1, 9)):
         match = rng.choice(["exact", "prefix", "prefix", "regex"])
         depth = rng.randint(0 if match == "prefix" else 1, 3)
-        path = "/" + "/".join(rng.choice(segs) for _ in range(depth))
+        path = "/" + "/".join(rng.choice(segs) for _seg in range(depth))
         if match == "prefix" and rng.random() < 0.3:
             path += "/"
         if match == "regex":
@@ -620,7 +620,7 @@ def test_random_tables_agree_across_reference_acl_and_map():
     targets = ["/", "", "/a", "/a/", "/ab", "/a/b", "/a/b/c", "/b", "/bb/c", "/c", "/ab/c?x", "/a//b", "/A"]
     hosts = [None, "x.example.com", "z.example.com:81", "example.com"]
     compiled_tables = 0
-    for _ in range(400):
+    for _table in range(400):
         routes, backends = _random_table(rng)
         try:
             frontends = {mode: _frontend(routes, backends, mode) for mode in MODES}
@@ -628,7 +628,7 @@ def test_random_tables_agree_across_reference_acl_and_map():
             assert "shadowed" in str(exc) or "duplicates" in str(exc), exc
             continue
         compiled_tables += 1
-        for _ in range(25):
+        for _request in range(25):
             target, host = rng.choice(targets), rng.choice(hosts)
             method = rng.choice(["GET", "POST", "PUT"])
             up = {n for n in backends if rng.random() < 0.7}
@@ -906,7 +906,7 @@ def test_output_is_deterministic(mode):
     ]
     first = json.dumps(compile_routes(copy.deepcopy(routes), copy.deepcopy(FALLBACK_BACKENDS), "main", mode=mode))
     backends_reordered = dict(reversed(list(copy.deepcopy(FALLBACK_BACKENDS).items())))
-    for _ in range(3):
+    for _attempt in range(3):
         again = json.dumps(compile_routes(copy.deepcopy(routes), backends_reordered, "main", mode=mode))
         assert again == first
 
