@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import subprocess
+import sys
 
 import haproxy_sim
 import pytest
@@ -928,3 +931,25 @@ def test_plugin_documentation_is_valid_yaml_and_matches_defaults():
     examples = yaml.safe_load(plugin.EXAMPLES)
     assert all("lay7.ha.route_compile" in json.dumps(task) or "loop" in task for task in examples)
     assert "_value" in yaml.safe_load(plugin.RETURN)
+
+
+def test_output_is_identical_across_processes_and_hash_seeds():
+    """hap1 and hap2 compile in different processes: nothing may depend on hash order."""
+    script = (
+        "import json, sys\n"
+        "from ansible_collections.lay7.ha.plugins.plugin_utils._routes import compile_routes\n"
+        "routes, backends = json.loads(sys.stdin.read())\n"
+        "out = [compile_routes(routes, backends, 'main', mode=m) for m in ('acl', 'map')]\n"
+        "sys.stdout.write(json.dumps(out))\n"
+    )
+    routes = FALLBACK_ROUTES + [
+        {"name": "m", "path": "/m", "methods": ["PUT", "GET", "DELETE", "POST"], "backend": "a_pool"},
+        {"name": "w", "host": "*.example.com", "path": "/", "methods": ["GET", "HEAD"], "backend": "b_pool"},
+    ]
+    payload = json.dumps([routes, FALLBACK_BACKENDS])
+    outputs = set()
+    for seed in ("0", "1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, PYTHONPATH=os.pathsep.join(sys.path))
+        res = subprocess.run([sys.executable, "-c", script], input=payload, capture_output=True, text=True, env=env, check=True)
+        outputs.add(res.stdout)
+    assert len(outputs) == 1
