@@ -210,7 +210,13 @@ def cpu_model(results: list, slack: float = 0.10, fit_up_to: int = 100) -> dict:
     all sizes), and derive the break-even table size and the largest size at which the ACL
     form costs at most ``slack`` more CPU than the map form."""
     miss = [r for r in results if r["request"] == "miss"]
-    a, b = linear_fit([(r["routes"], r["cpu_us_per_request"]) for r in miss if r["form"] == "acl" and r["routes"] <= fit_up_to])
+    acl = [(r["routes"], r["cpu_us_per_request"]) for r in miss if r["form"] == "acl"]
+    small = [p for p in acl if p[0] <= fit_up_to]
+    if len({n for n, _ in small}) < 2:  # e.g. --sizes 500,1000: fit what was measured
+        small, fit_up_to = acl, max(n for n, _ in acl)
+    if len({n for n, _ in small}) < 2:
+        return {"note": "need at least two table sizes for a cost model"}
+    a, b = linear_fit(small)
     c = statistics.median(r["cpu_us_per_request"] for r in miss if r["form"] == "map")
     return {
         "fit_routes_up_to": fit_up_to,
