@@ -15,12 +15,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps collection lint unit integration sanity build lab-tests molecule-lab test demo bench clean
+.PHONY: help venv deps collection lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
 	@echo "make test   - every test: lint, unit, integration, lab (molecule test -s lab)"
 	@echo "make bench  - benchmarks, results written to bench/results/"
+	@echo "make test-vagrant - molecule test -s vagrant on libvirt (slow; not in make test)"
 
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +79,11 @@ lab-tests: venv collection deps
 
 molecule-lab: venv collection deps
 	molecule test -s lab
+
+# Not part of `make test` (too slow for every change): the Vagrant scenario with the
+# libvirt provider and a locally built box; installs what it needs (docs/vagrant.md).
+test-vagrant: venv collection deps
+	vagrant/test.sh
 
 test: lint unit integration lab-tests molecule-lab
 

@@ -56,6 +56,8 @@ up() {
     if ! daemon_running libvirtd; then
         nice -n 19 libvirtd -d
     fi
+    # Also when something else started them (a package's postinst): QEMU forks from libvirtd.
+    renice -n 19 -p $(pgrep -x libvirtd) $(pgrep -x virtlogd) $(pgrep -f '^/usr/bin/qemu-system' || true) >/dev/null
     for _ in $(seq 1 50); do
         "${VIRSH[@]}" version >/dev/null 2>&1 && break
         sleep 0.2
