@@ -88,7 +88,7 @@ test-vagrant: venv collection deps
 test: lint unit integration lab-tests molecule-lab
 
 demo: venv collection deps
-	$(BIN)/python -m lab demo
+	$(BIN)/python -m lab.demo
 
 bench: venv collection deps
 	mkdir -p bench/results

@@ -1,0 +1,152 @@
+"""`make demo`: boot the lab, deploy site.yml, and print the proof that it works.
+
+Run as root from the repository root: `python -m lab.demo`. Every request goes to the
+VIP or a load balancer's own address inside the lab; nothing leaves this machine.
+The lab is left running so you can look around; `python -m lab down` removes it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .core import Lab
+from .errors import LabError
+
+ROOT = Path(__file__).resolve().parents[1]
+INVENTORY = ROOT / "inventory" / "lab"
+SECRET = INVENTORY / ".secrets" / "stats_password"
+
+# The seed's routing contract: path -> the web server that must answer it.
+SEED_ROUTES = [
+    ("/", "web1"), ("/abc", "web1"), ("/hello", "web1"), ("/x/hello", "web1"), ("/x/a/", "web1"),
+    ("/ab", "web1"), ("/a", "web2"), ("/a/", "web2"), ("/a/inanzzz", "web2"),
+    ("/b", "web3"), ("/b/", "web3"), ("/b/inanzzz", "web3"),
+]
+FAILOVER_BOUND = 30.0
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def get(address: str, path: str, port: int = 80, timeout: float = 3.0) -> tuple[int, str]:
+    """One GET; returns (status, X-Served-By) — (0, error) when the request fails."""
+    conn = http.client.HTTPConnection(address, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Connection": "close"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status, resp.getheader("X-Served-By", "-")
+    except OSError as exc:
+        return 0, type(exc).__name__
+    finally:
+        conn.close()
+
+
+def vip_holder(lab: Lab) -> str | None:
+    vip = str(lab.topo.vip)
+    for name in lab.topo.groups["loadbalancers"]:
+        if not lab.is_running(name):
+            continue
+        out = lab.exec(name, ["ip", "-o", "-4", "addr", "show", "dev", lab.topo.interface]).stdout
+        if f" {vip}/" in out:
+            return name
+    return None
+
+
+def wait(predicate, bound: float) -> float | None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < bound:
+        if predicate():
+            return time.monotonic() - t0
+        time.sleep(0.1)
+    return None
+
+
+def deploy() -> None:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(INVENTORY), str(ROOT / "site.yml")]
+    say("==> deploying: " + " ".join(cmd[1:]))
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+
+
+def prove_routing(vip: str) -> bool:
+    say(f"\n==> routing through the VIP {vip} (X-Served-By names the web server that answered)")
+    say(f"    {'path':14} {'status':6} {'served by':10} expected")
+    ok = True
+    for path, expected in SEED_ROUTES:
+        status, served = get(vip, path)
+        good = status == 200 and served == expected
+        ok &= good
+        say(f"    {path:14} {status:<6} {served:10} {expected:8} {'ok' if good else 'WRONG'}")
+    return ok
+
+
+def prove_failover(lab: Lab) -> bool:
+    vip = str(lab.topo.vip)
+    master = lab.topo.groups["loadbalancers"][0]
+    # After a fresh deploy the backup (deployed first) may hold the VIP until the
+    # master, priority 101, has come up and preempted it.
+    settled = wait(lambda: vip_holder(lab) == master, FAILOVER_BOUND)
+    holder = vip_holder(lab)
+    say(f"\n==> VIP {vip} held by {holder}" + (" (the priority master)" if settled is not None else ""))
+    others = [n for n in lab.topo.groups["loadbalancers"] if n != holder]
+    if holder is None or not others:
+        say("    no load balancer holds the VIP")
+        return False
+    say(f"==> failover: stopping haproxy on {holder}")
+    lab.exec(holder, ["systemctl", "stop", "haproxy"], check=True)
+    try:
+        moved = wait(lambda: vip_holder(lab) in others, FAILOVER_BOUND)
+        status, served = get(vip, "/")
+        say(f"    VIP moved to {vip_holder(lab)} after {moved:.1f} s; GET / -> {status} from {served}"
+            if moved is not None else f"    VIP did not move within {FAILOVER_BOUND:.0f} s")
+        return moved is not None and status == 200
+    finally:
+        lab.exec(holder, ["systemctl", "start", "haproxy"], check=True)
+        back = wait(lambda: vip_holder(lab) == holder, FAILOVER_BOUND)
+        say(f"    haproxy started again on {holder}; VIP on {vip_holder(lab)}"
+            + (f" again after {back:.1f} s" if back is not None else f" (not back within {FAILOVER_BOUND:.0f} s)"))
+
+
+def main() -> int:
+    lab = Lab(log=lambda m: say(f"lab: {m}"))
+    try:
+        if lab.is_up() and all(lab.is_running(h.name) for h in lab.topo.hosts):
+            say("==> the lab is already up; deploying onto it")
+        else:
+            if lab.is_up():
+                say("==> a partial lab exists; removing it first")
+                lab.down()
+            say("==> booting the lab (the base image is built on first use)")
+            lab.up()
+        deploy()
+        vip = str(lab.topo.vip)
+        # Health checks need a moment after a fresh deploy before every server is UP.
+        wait(lambda: all(get(vip, p)[1] == w for p, w in SEED_ROUTES[:1] + SEED_ROUTES[6:7] + SEED_ROUTES[9:10]),
+             FAILOVER_BOUND)
+        routing_ok = prove_routing(vip)
+        failover_ok = prove_failover(lab)
+    except (LabError, subprocess.CalledProcessError) as exc:
+        say(f"demo failed: {exc}")
+        return 1
+    lbs = lab.topo.groups["loadbalancers"]
+    say("\n==> stats (HAProxy status page and Prometheus metrics, on each load balancer's own address)")
+    for name in lbs:
+        say(f"    http://{lab.host(name).address}:8404/stats    http://{lab.host(name).address}:8404/metrics")
+    say(f"    user: lay7stats   password: cat {SECRET.relative_to(ROOT)}")
+    say("\n==> explore: python -m lab status | python -m lab exec hap1 -- journalctl -u keepalived"
+        " | curl -si http://192.168.56.100/a")
+    say("    tear down: python -m lab down")
+    verdict = routing_ok and failover_ok
+    say(f"\nPROOF: routing {'ok' if routing_ok else 'FAILED'}, failover {'ok' if failover_ok else 'FAILED'}")
+    return 0 if verdict else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
