@@ -90,7 +90,7 @@ def runs(baseline):
     """Every case's playbook run, three at a time (they only read the hosts if the
     preflight works; the fingerprints prove it)."""
     with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
-        futures = {case: pool.submit(_run_site, extra) for case, (extra, _) in CASES.items()}
+        futures = {case: pool.submit(_run_site, extra) for case, (extra, _expected) in CASES.items()}
         return {case: future.result() for case, future in futures.items()}
 
 

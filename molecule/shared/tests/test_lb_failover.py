@@ -53,7 +53,7 @@ def test_haproxy_stopped_on_master_moves_vip(faults, vip, inventory, lab, nodes,
     # HAProxy back: with preemption the VIP returns to the master once its tracker rises.
     faults.start_service(master, "haproxy.service")
     want = backup if inventory.nopreempt else master
-    took, failed, _ = _probe_until(vip, lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND,
+    took, failed, _last = _probe_until(vip, lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND,
                                    f"VIP back on {want}")
     timings["haproxy_start_vip_returned_s"] = round(took, 2)
     timings["haproxy_start_failed_requests"] = failed
@@ -72,7 +72,7 @@ def test_master_powered_off_backup_holds_vip(faults, vip, inventory, lab, timing
     timings["power_off_vip_moved_s"] = round(killed + took, 2)
     timings["power_off_failed_requests"] = failed
     timings["power_off_last_failure_s"] = round(killed + (last_fail or 0), 2)
-    for _ in range(5):
+    for _attempt in range(5):
         reply = vip.get("/")
         assert reply.status == 200 and reply.served_by == "web1"
 
