@@ -9,6 +9,9 @@ without them and checks they are gone, so later tests see the seed configuration
 
 The VIP is moved by stopping keepalived on its holder (the `faults` fixture starts it
 again and waits for the VIP to come back).
+
+The same multi-server pool also shows the failure handling of a pool (retries with
+redispatch): a server that stops while requests flow costs the clients no request.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -143,3 +147,25 @@ def test_stick_table_is_replicated_and_survives_a_vip_move(persistence_pools, fa
 
     new_holder = _move_vip(faults, lab, inventory)
     assert _same_server(vip, "/persist/stick") == {server}, f"after the VIP moved to {new_holder}"
+
+
+def test_a_server_stopping_under_traffic_costs_no_request(persistence_pools, faults, vip: HttpClient, timings):
+    """retry-on conn-failure + option redispatch: requests that hit the dying server are replayed elsewhere."""
+    statuses: list[int | None] = []
+    served: list[str | None] = []
+    deadline = time.monotonic() + 15  # bounded in time and count
+    stopped_at = None
+    while time.monotonic() < deadline and len(statuses) < 150:
+        if len(statuses) == 30:
+            faults.stop_service("web3", "apache2")
+            stopped_at = len(statuses)
+        reply = vip.try_get("/persist/cookie")
+        statuses.append(reply.status if reply else None)
+        served.append(reply.served_by if reply else None)
+    assert stopped_at is not None and len(statuses) >= 60, f"only {len(statuses)} requests sent"
+    failed = [s for s in statuses if s != 200]
+    timings["pool_server_stop_failed_requests"] = len(failed)
+    timings["pool_server_stop_requests"] = len(statuses)
+    assert not failed, f"{len(failed)} of {len(statuses)} requests failed while web3 stopped: {failed[:10]}"
+    assert "web3" in served[:stopped_at], "web3 served nothing before it stopped: the test proves nothing"
+    assert "web3" not in served[stopped_at:], "a stopped server answered"
