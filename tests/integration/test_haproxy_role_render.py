@@ -233,7 +233,7 @@ BAD_INPUTS = [
 ]
 
 
-@pytest.mark.parametrize(("field", "value", "named"), BAD_INPUTS, ids=[f"{f}={v!r}" for f, v, _ in BAD_INPUTS])
+@pytest.mark.parametrize(("field", "value", "named"), BAD_INPUTS, ids=[f"{case[0]}={case[1]!r}" for case in BAD_INPUTS])
 def test_preflight_refuses_bad_input_before_writing(tmp_path, field, value, named):
     extra = base_vars(tmp_path)
     extra[field] = value

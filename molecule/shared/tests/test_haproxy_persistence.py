@@ -91,7 +91,7 @@ def _server_ids(node, backend: str) -> dict[str, str]:
 
 def _same_server(vip: HttpClient, path: str, headers: dict[str, str] | None = None) -> set[str | None]:
     servers = set()
-    for _ in range(REQUESTS):
+    for _request in range(REQUESTS):
         reply = vip.get(path, headers)
         assert reply.status == 200, f"{path}: {reply.status}"
         servers.add(reply.served_by)
@@ -107,10 +107,10 @@ def _move_vip(faults, lab, inventory) -> str:
     return other
 
 
-def test_cookie_keeps_a_client_on_one_server_across_a_vip_move(persistence_pools, faults, lab, inventory,
-                                                                 vip: HttpClient):
+def test_cookie_keeps_a_client_on_one_server_across_a_vip_move(
+        persistence_pools, faults, lab, inventory, vip: HttpClient):
     # Without the cookie the pool round-robins: persistence is what the rest observes.
-    without = {vip.get("/persist/cookie").served_by for _ in range(6)}
+    without = {vip.get("/persist/cookie").served_by for _request in range(6)}
     assert len(without) >= 2, f"pool did not balance without a cookie: {without}"
 
     first = vip.get("/persist/cookie")
@@ -127,8 +127,8 @@ def test_cookie_keeps_a_client_on_one_server_across_a_vip_move(persistence_pools
     assert _same_server(vip, "/persist/cookie", cookie) == {first.served_by}, f"after the VIP moved to {new_holder}"
 
 
-def test_stick_table_is_replicated_and_survives_a_vip_move(persistence_pools, faults, lab, inventory, nodes,
-                                                             vip: HttpClient):
+def test_stick_table_is_replicated_and_survives_a_vip_move(
+        persistence_pools, faults, lab, inventory, nodes, vip: HttpClient):
     servers = _same_server(vip, "/persist/stick")
     assert len(servers) == 1, f"stick-table pool spread one client over {servers}"
     server = servers.pop()

@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from conftest import HttpClient, tcp_connects, vip_holders, wait_for
+from conftest import HttpClient, Reply, tcp_connects, vip_holders, wait_for
 
 STATS_PORT = 8404
 STATS_URI = "/stats"
@@ -35,7 +35,7 @@ def _credentials(node) -> tuple[str, str]:
     return match.group(1), match.group(2)
 
 
-def _get(address: str, path: str, auth: tuple[str, str] | None = None, timeout: float = 3.0):
+def _get(address: str, path: str, auth: tuple[str, str] | None = None, timeout: float = 3.0) -> Reply:
     headers = {"Connection": "close"}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
@@ -43,7 +43,8 @@ def _get(address: str, path: str, auth: tuple[str, str] | None = None, timeout: 
     try:
         conn.request("GET", path, headers=headers)
         resp = conn.getresponse()
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read().decode("utf-8", "replace")
+        headers_in = {k.lower(): v for k, v in resp.getheaders()}
+        return Reply(resp.status, headers_in, resp.read().decode("utf-8", "replace"))
     finally:
         conn.close()
 
@@ -56,23 +57,23 @@ def lbs(inventory, nodes):
 
 def test_stats_refuses_requests_without_valid_credentials(lbs):
     for name, address, (user, password) in lbs:
-        status, headers, _ = _get(address, STATS_URI)
-        assert status == 401, f"{name}: stats without credentials answered {status}"
-        assert headers.get("www-authenticate", "").startswith("Basic"), f"{name}: {headers}"
-        status, _, _ = _get(address, STATS_URI, (user, password + "x"))
-        assert status == 401, f"{name}: stats with a wrong password answered {status}"
-        status, _, _ = _get(address, STATS_URI, ("admin", "admin"))
-        assert status == 401, f"{name}: stats accepted admin:admin"
+        reply = _get(address, STATS_URI)
+        assert reply.status == 401, f"{name}: stats without credentials answered {reply.status}"
+        assert reply.headers.get("www-authenticate", "").startswith("Basic"), f"{name}: {reply.headers}"
+        reply = _get(address, STATS_URI, (user, password + "x"))
+        assert reply.status == 401, f"{name}: stats with a wrong password answered {reply.status}"
+        reply = _get(address, STATS_URI, ("admin", "admin"))
+        assert reply.status == 401, f"{name}: stats accepted admin:admin"
 
 
 def test_stats_page_with_credentials_lists_every_web_server_up(lbs, inventory):
     for name, address, creds in lbs:
-        status, _, body = _get(address, STATS_URI, creds)
-        assert status == 200, f"{name}: stats with credentials answered {status}"
-        assert "Statistics Report" in body
-        status, _, body = _get(address, STATS_URI + ";csv", creds)
-        assert status == 200
-        rows = list(csv.DictReader(io.StringIO(body.lstrip("# "))))
+        reply = _get(address, STATS_URI, creds)
+        assert reply.status == 200, f"{name}: stats with credentials answered {reply.status}"
+        assert "Statistics Report" in reply.body
+        reply = _get(address, STATS_URI + ";csv", creds)
+        assert reply.status == 200
+        rows = list(csv.DictReader(io.StringIO(reply.body.lstrip("# "))))
         servers = [r for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")]
         seen = {r["svname"] for r in servers}
         assert set(inventory.webservers) <= seen, f"{name}: stats lists {sorted(seen)}"
@@ -97,11 +98,12 @@ def test_stats_listener_binds_only_the_node_address(inventory, nodes):
 
 def test_prometheus_endpoint_answers_with_credentials_only(lbs, inventory):
     for name, address, creds in lbs:
-        status, _, _ = _get(address, METRICS_URI)
-        assert status == 401, f"{name}: /metrics without credentials answered {status}"
-        status, headers, body = _get(address, METRICS_URI, creds, timeout=10)
-        assert status == 200, f"{name}: /metrics answered {status}"
-        assert headers.get("content-type", "").startswith("text/plain")
+        reply = _get(address, METRICS_URI)
+        assert reply.status == 401, f"{name}: /metrics without credentials answered {reply.status}"
+        reply = _get(address, METRICS_URI, creds, timeout=10)
+        assert reply.status == 200, f"{name}: /metrics answered {reply.status}"
+        assert reply.headers.get("content-type", "").startswith("text/plain")
+        body = reply.body
         assert "haproxy_process_nbthread" in body
         for web in inventory.webservers:
             assert re.search(rf'^haproxy_server_status\{{proxy="[^"]+",server="{web}",state="UP"\}} 1$',
@@ -172,7 +174,7 @@ def test_reload_under_traffic_drops_nothing(lab, inventory, nodes, vip: HttpClie
     worker.start()
     try:
         time.sleep(0.5)
-        for _ in range(3):
+        for _reload in range(3):
             node.run_expect([0], "systemctl reload haproxy")
             time.sleep(0.7)
     finally:
