@@ -51,6 +51,9 @@ CASES = {
     "tracker_weight_below_gap": (
         {"keepalived_vip_track_weight": -1},
         ["keepalived_vip_track_weight: -1"]),
+    "process_tracking_in_container": (
+        {"keepalived_vip_track_method": "process"},
+        ["keepalived_vip_track_method: process"]),
     "untrusted_proxy_hostname": (
         {"apache_web_trusted_proxies": ["lb.example.invalid"]},
         ["apache_web_trusted_proxies", "lb.example.invalid"]),
