@@ -5,9 +5,13 @@ and destroy playbooks. That collection comes from Galaxy, which this machine (an
 CI runners) cannot reach. molecule-plugins 25.8.12 is the last release whose wheel still
 carries the very module (`molecule_plugins/vagrant/modules/vagrant.py`) the collection
 was made from. This script fetches that wheel from PyPI (pinned by version and sha256),
-takes the module out of it and lays it out as a collection next to lay7.ha:
+takes the module out of it, builds a collection from it with `ansible-galaxy collection
+build` and installs that tarball (offline) next to lay7.ha:
 
     .collections/ansible_collections/community/vagrant/plugins/modules/vagrant.py
+
+The collection's version is the release it comes from, 25.8.12 (satisfies the driver's
+declared `community.vagrant>=1.0.1`: the module has the interface the 26.x playbooks call).
 
 Why this rather than pinning molecule-plugins[vagrant]==25.8.12 in requirements.txt and
 pointing ANSIBLE_LIBRARY at its bundled module: the pin would hold the whole dev venv
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -33,7 +38,7 @@ WHEEL_VERSION = "25.8.12"
 WHEEL_NAME = f"molecule_plugins-{WHEEL_VERSION}-py3-none-any.whl"
 WHEEL_SHA256 = "c5b8ceb209a5ff87326631d60408f8d08b9431b2e339dad4c620130b50279ce0"
 MODULE_IN_WHEEL = "molecule_plugins/vagrant/modules/vagrant.py"
-COLLECTION_VERSION = f"0.0.0+molecule-plugins.{WHEEL_VERSION}"
+COLLECTION_VERSION = WHEEL_VERSION
 
 GALAXY_YML = f"""\
 ---
@@ -72,22 +77,34 @@ def fetch_wheel(cache: Path) -> Path:
     return wheel
 
 
+def _galaxy(args: list[str]) -> None:
+    cmd = [str(Path(sys.executable).with_name("ansible-galaxy")), "collection", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"community_vagrant.py: `{' '.join(cmd)}` failed:\n{proc.stdout[-1000:]}{proc.stderr[-2000:]}")
+
+
 def install(collections: Path, cache: Path) -> Path:
     root = collections / "ansible_collections" / "community" / "vagrant"
     module = root / "plugins" / "modules" / "vagrant.py"
-    galaxy = root / "galaxy.yml"
-    if module.is_file() and galaxy.is_file() and galaxy.read_text() == GALAXY_YML:
+    manifest = root / "MANIFEST.json"
+    if module.is_file() and manifest.is_file() and f'"version": "{COLLECTION_VERSION}"' in manifest.read_text():
         return module
     with zipfile.ZipFile(fetch_wheel(cache)) as zf:
         source = zf.read(MODULE_IN_WHEEL)
-    module.parent.mkdir(parents=True, exist_ok=True)
-    module.write_bytes(source)
-    (root / "meta").mkdir(exist_ok=True)
-    (root / "meta" / "runtime.yml").write_text("---\nrequires_ansible: '>=2.15'\n")
-    (root / "README.md").write_text(
+    src = cache / "community.vagrant"
+    shutil.rmtree(src, ignore_errors=True)
+    (src / "plugins" / "modules").mkdir(parents=True)
+    (src / "plugins" / "modules" / "vagrant.py").write_bytes(source)
+    (src / "meta").mkdir()
+    (src / "meta" / "runtime.yml").write_text("---\nrequires_ansible: '>=2.15'\n")
+    (src / "README.md").write_text(
         f"community.vagrant, built locally from molecule-plugins {WHEEL_VERSION}'s bundled module "
         "by lay7.ha's vagrant/community_vagrant.py (Galaxy is not reachable).\n")
-    galaxy.write_text(GALAXY_YML)
+    (src / "galaxy.yml").write_text(GALAXY_YML)
+    _galaxy(["build", "--force", "--output-path", str(cache), str(src)])
+    tarball = cache / f"community-vagrant-{COLLECTION_VERSION}.tar.gz"
+    _galaxy(["install", "--offline", "--force", "-p", str(collections), str(tarball)])
     return module
 
 

@@ -92,6 +92,13 @@ net_up() {
     ip -4 addr show dev "$PRIVATE_BRIDGE" | grep -q " ${PRIVATE_HOST_CIDR} " \
         || ip addr add "$PRIVATE_HOST_CIDR" dev "$PRIVATE_BRIDGE"
     ip link set "$PRIVATE_BRIDGE" up
+    # A network of that name on another bridge (e.g. one vagrant-libvirt made itself) is replaced.
+    if "${VIRSH[@]}" net-info "$PRIVATE_NET" >/dev/null 2>&1 \
+        && ! "${VIRSH[@]}" net-info "$PRIVATE_NET" | grep -q "^Bridge: *$PRIVATE_BRIDGE\$"; then
+        log "replacing network $PRIVATE_NET (not on bridge $PRIVATE_BRIDGE)"
+        "${VIRSH[@]}" net-destroy "$PRIVATE_NET" >/dev/null 2>&1 || true
+        "${VIRSH[@]}" net-undefine "$PRIVATE_NET" >/dev/null
+    fi
     if ! "${VIRSH[@]}" net-info "$PRIVATE_NET" >/dev/null 2>&1; then
         local xml
         xml=$(mktemp)
