@@ -92,12 +92,19 @@ class Inventory:
         return self.loadbalancers[1]
 
 
+def _node_address(hostvars: dict) -> str:
+    """The host's topology address: lay7_node_address when the inventory gives it literally
+    (Vagrant reaches hosts over another network), else ansible_host (the lab)."""
+    literal = str(hostvars.get("lay7_node_address", ""))
+    return literal if literal and "{{" not in literal else str(hostvars["ansible_host"])
+
+
 @pytest.fixture(scope="session")
 def inventory() -> Inventory:
     runner = AnsibleRunner(inventory_path())
     # Inventory order: the first load balancer has the highest derived VRRP priority.
     groups = {g: list(runner.get_hosts(g)) for g in ("webservers", "loadbalancers")}
-    addresses = {h: runner.get_variables(h)["ansible_host"] for h in runner.get_hosts("all")}
+    addresses = {h: _node_address(runner.get_variables(h)) for h in runner.get_hosts("all")}
     lb_vars = runner.get_variables(groups["loadbalancers"][0])
     try:
         from lab.topology import load
