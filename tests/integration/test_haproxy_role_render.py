@@ -79,9 +79,9 @@ def base_vars(tmp: Path) -> dict:
     }
 
 
-def run_role(tmp: Path, extra: dict) -> subprocess.CompletedProcess:
+def run_role(tmp: Path, extra: dict, host: str = "hap1") -> subprocess.CompletedProcess:
     playbook = tmp / "render.yml"
-    playbook.write_text(PLAYBOOK)
+    playbook.write_text(PLAYBOOK.replace("hosts: hap1", f"hosts: {host}"))
     varfile = tmp / "vars.json"
     varfile.write_text(json.dumps(extra))
     env = dict(os.environ)
@@ -92,7 +92,7 @@ def run_role(tmp: Path, extra: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
             "ansible-playbook",
-            "-i", "hap1,",
+            "-i", f"{host},",
             "-c", "local",
             "-e", "ansible_python_interpreter=" + shutil.which("python3"),
             "-e", f"@{varfile}",
@@ -252,3 +252,43 @@ def test_preflight_surfaces_route_errors(tmp_path):
     assert result.returncode != 0
     assert "a_pol" in output, output
     assert not (tmp_path / "haproxy.cfg").exists()
+
+
+def test_both_load_balancers_get_the_same_routing_and_server_ids(tmp_path):
+    """Only the stats bind address and localpeer differ between hap1 and hap2."""
+    rendered = {}
+    for host, address in (("hap1", "192.168.56.21"), ("hap2", "192.168.56.22")):
+        out = tmp_path / host
+        out.mkdir()
+        extra = base_vars(out)
+        extra["haproxy_l7_stats_address"] = address
+        extra["haproxy_l7_routing_mode"] = "map"
+        extra["haproxy_l7_backends"]["sticky_pool"] = dict(copy.deepcopy(MULTI_POOL), persistence="stick-table")
+        extra["haproxy_l7_routes"].append({"name": "sticky", "path": "/sticky", "backend": "sticky_pool"})
+        result = run_role(out, extra, host=host)
+        assert result.returncode == 0, result.stdout + result.stderr
+        rendered[host] = (out / "haproxy.cfg").read_text().replace(str(out), "<tmp>").splitlines()
+        assert haproxy_check(out / "haproxy.cfg").returncode == 0
+    differing = [(a, b) for a, b in zip(rendered["hap1"], rendered["hap2"]) if a != b]
+    assert len(rendered["hap1"]) == len(rendered["hap2"])
+    assert differing == [
+        ("    localpeer hap1", "    localpeer hap2"),
+        ("    bind 192.168.56.21:8404", "    bind 192.168.56.22:8404"),
+    ]
+
+
+def test_stand_alone_node_without_peers_or_prometheus(tmp_path):
+    extra = base_vars(tmp_path)
+    extra["haproxy_l7_peers"] = []
+    extra["haproxy_l7_prometheus_enabled"] = False
+    extra["haproxy_l7_backends"]["sticky_pool"] = dict(copy.deepcopy(MULTI_POOL), persistence="stick-table")
+    extra["haproxy_l7_routes"].append({"name": "sticky", "path": "/sticky", "backend": "sticky_pool"})
+    result = run_role(tmp_path, extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = (tmp_path / "haproxy.cfg").read_text()
+    check = haproxy_check(tmp_path / "haproxy.cfg")
+    assert check.returncode == 0 and "[WARNING]" not in check.stdout + check.stderr, check.stdout + check.stderr
+    directives = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert not [d for d in directives if d.startswith(("peers ", "peer ", "localpeer "))], directives
+    assert not [d for d in directives if "prometheus-exporter" in d], directives
+    assert "stick-table type ip size 100k expire 30m\n" in text
