@@ -10,7 +10,7 @@ Fixtures: `inventory` (host names, groups, addresses, VIP), `nodes` (testinfra h
 per name, sudo), `vip` (HTTP client to the VIP), `lab` (lab.Lab or skip), `faults`
 (function scoped: injection + restore), `steady` (waits for the healthy state),
 `timings` (session: failover numbers written to build/failover-timings.json).
-Helpers: `wait_for`, `vip_holders`, `journal`.
+Helpers: `wait_for`, `vip_holders`, `journal`, `run_site`, `tcp_connects`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import http.client
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,17 @@ STEADY_TIMEOUT = 120.0
 
 def inventory_path() -> str:
     return os.environ.get("MOLECULE_INVENTORY_FILE") or str(ROOT / "inventory" / "lab")
+
+
+def run_site(extra: dict, tags: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real site playbook from the control node against the inventory under test."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    argv = [str(playbook), "-i", inventory_path(), str(ROOT / "site.yml"), "-e", json.dumps(extra)]
+    if tags:
+        argv += ["--tags", tags]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # --------------------------------------------------------------------------- waiting

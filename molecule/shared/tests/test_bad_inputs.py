@@ -10,17 +10,12 @@ service processes of every host are fingerprinted; the journal must show no relo
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, inventory_path
+from conftest import run_site
 
 PLAYBOOK_BOUND = 300  # seconds per run; a preflight failure takes ~20 s alone
 PARALLEL_RUNS = 3
@@ -93,22 +88,13 @@ def runs(baseline):
     """Every case's playbook run, three at a time (they only read the hosts if the
     preflight works; the fingerprints prove it)."""
     with ThreadPoolExecutor(max_workers=PARALLEL_RUNS) as pool:
-        futures = {case: pool.submit(_run_site, extra) for case, (extra, _expected) in CASES.items()}
+        futures = {case: pool.submit(run_site, extra, None, PLAYBOOK_BOUND) for case, (extra, _expected) in CASES.items()}
         return {case: future.result() for case, future in futures.items()}
 
 
 @pytest.fixture(scope="module")
 def after(runs, nodes, inventory):
     return _fingerprint(nodes, inventory)
-
-
-def _run_site(extra: dict) -> subprocess.CompletedProcess:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    return subprocess.run([str(playbook), "-i", inventory_path(), str(ROOT / "site.yml"), "-e", json.dumps(extra)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=PLAYBOOK_BOUND, check=False)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -1,0 +1,57 @@
+"""site.yml rolls a change out to the load balancers one at a time, backup before master,
+and a keepalived reload keeps the VRRP state: the VIP never moves during a deploy.
+
+A harmless real change (the tracker script's timeout) is deployed with --tags keepalived_vip
+while the VIP holder is sampled every 0.2 s; the finalizer deploys the inventory's value again.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from conftest import run_site, vip_holders
+
+CHANGE = {"keepalived_vip_track_timeout": 2}
+WRITE_TASK = re.compile(r"TASK \[lay7\.ha\.keepalived_vip : Write keepalived\.conf[^\]]*\][^\n]*\n(?:[^\n]*\n)*?changed: \[(\w+)\]")
+RELOAD = re.compile(r"RUNNING HANDLER \[lay7\.ha\.keepalived_vip : Reload keepalived\][^\n]*\n(?:[^\n]*\n)*?changed: \[(\w+)\]")
+
+
+@pytest.fixture
+def changed_run(lab, inventory, steady):
+    steady.wait()
+    seen: list[list[str]] = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            seen.append(vip_holders(lab, inventory))
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        result = run_site(CHANGE, tags="keepalived_vip")
+    finally:
+        stop.set()
+        sampler.join(timeout=15)
+    yield result, seen
+    restored = run_site({}, tags="keepalived_vip")
+    assert restored.returncode == 0, f"restoring the inventory's keepalived config failed:\n{restored.stdout[-3000:]}"
+    steady.wait()
+
+
+def test_change_reaches_backup_first_and_the_vip_stays(changed_run, inventory):
+    result, seen = changed_run
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:]
+    writes = [(m.start(), m.group(1)) for m in WRITE_TASK.finditer(out)]
+    reloads = [(m.start(), m.group(1)) for m in RELOAD.finditer(out)]
+    assert [h for _, h in writes] == [inventory.backup, inventory.master], f"keepalived.conf written in order {writes}"
+    assert [h for _, h in reloads] == [inventory.backup, inventory.master], f"reloads in order {reloads}"
+    # The backup is reloaded before the master's config is even written.
+    assert reloads[0][0] < writes[1][0]
+    assert seen and all(h == [inventory.master] for h in seen), (
+        f"the VIP left {inventory.master} during the rollout: {sorted({tuple(h) for h in seen})}")
