@@ -53,8 +53,8 @@ def test_haproxy_stopped_on_master_moves_vip(faults, vip, inventory, lab, nodes,
     # HAProxy back: with preemption the VIP returns to the master once its tracker rises.
     faults.start_service(master, "haproxy.service")
     want = backup if inventory.nopreempt else master
-    took, failed, _last = _probe_until(vip, lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND,
-                                   f"VIP back on {want}")
+    took, failed, _last = _probe_until(
+        vip, lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND, f"VIP back on {want}")
     timings["haproxy_start_vip_returned_s"] = round(took, 2)
     timings["haproxy_start_failed_requests"] = failed
     assert vip.get("/").status == 200

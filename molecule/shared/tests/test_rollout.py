@@ -49,8 +49,8 @@ def test_change_reaches_backup_first_and_the_vip_stays(changed_run, inventory):
     assert result.returncode == 0, out[-3000:]
     writes = [(m.start(), m.group(1)) for m in WRITE_TASK.finditer(out)]
     reloads = [(m.start(), m.group(1)) for m in RELOAD.finditer(out)]
-    assert [h for _, h in writes] == [inventory.backup, inventory.master], f"keepalived.conf written in order {writes}"
-    assert [h for _, h in reloads] == [inventory.backup, inventory.master], f"reloads in order {reloads}"
+    assert [host for _pos, host in writes] == [inventory.backup, inventory.master], f"keepalived.conf written in order {writes}"
+    assert [host for _pos, host in reloads] == [inventory.backup, inventory.master], f"reloads in order {reloads}"
     # The backup is reloaded before the master's config is even written.
     assert reloads[0][0] < writes[1][0]
     assert seen and all(h == [inventory.master] for h in seen), (
