@@ -8,7 +8,9 @@
 # uses 192.168.56.0/24 too) -> private bridge -> molecule test -> clean up -> check routes.
 #
 # Environment: LAY7_VAGRANT_TIMEOUT (minutes for `molecule test`, default 55),
-# LAY7_LOCK_WAIT (seconds to wait for the lab lock, default 1200).
+# LAY7_VAGRANT_DEADLINE (optional wall-clock time, e.g. 15:00: the run is cut shorter so
+# that it ends by then, cleanup included), LAY7_LOCK_WAIT (seconds to wait for the lab
+# lock, default 1200).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,6 +57,12 @@ if ip -4 -o addr show | grep -v " ${LAY7_VAGRANT_BRIDGE:-lay7-vag0} " | grep -q 
     exit 1
 fi
 
+if [ -n "${LAY7_VAGRANT_DEADLINE:-}" ]; then
+    left=$(( ($(date -d "$LAY7_VAGRANT_DEADLINE" +%s) - $(date +%s)) / 60 - 3 ))  # 3 min for cleanup
+    [ "$left" -ge 10 ] || { echo "test-vagrant: only ${left} min left before $LAY7_VAGRANT_DEADLINE" >&2; exit 1; }
+    [ "$left" -ge "$TIMEOUT_MIN" ] || TIMEOUT_MIN=$left
+fi
+
 export LAY7_VAGRANT_PROVIDER=libvirt LAY7_VAGRANT_BOX="$BOX" LAY7_VAGRANT_LIBVIRT_FORWARD=veryisolated
 export LAY7_VAGRANT_LIBVIRT_NETWORK=${LAY7_VAGRANT_LIBVIRT_NETWORK:-lay7-vagrant}
 
@@ -81,4 +89,5 @@ trap 'exit 130' INT TERM
 log "private network"
 vagrant/libvirt.sh net-up
 log "molecule test -s vagrant (box $BOX, bound ${TIMEOUT_MIN} min)"
-timeout --foreground "${TIMEOUT_MIN}m" nice -n 19 molecule test -s vagrant
+# Not --foreground: on expiry timeout signals the whole process group (ansible, vagrant, ssh).
+timeout -k 30 "${TIMEOUT_MIN}m" nice -n 19 molecule test -s vagrant
