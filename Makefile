@@ -85,7 +85,7 @@ molecule-lab: venv collection deps
 test-vagrant: venv collection deps
 	vagrant/test.sh
 
-test: lint unit integration lab-tests molecule-lab
+test: lint unit sanity integration lab-tests molecule-lab
 
 demo: venv collection deps
 	$(BIN)/python -m lab.demo
