@@ -194,12 +194,18 @@ def vip(inventory: Inventory) -> HttpClient:
 # --------------------------------------------------------------------------- lab and faults
 @pytest.fixture(scope="session")
 def lab():
-    """The lab tool (power, cable). Fault tests need it: skipped on other substrates."""
-    try:
-        from lab import Lab
-    except ImportError:
-        pytest.skip("the lab tool is not available (not the nspawn substrate)")
-    lab = Lab()
+    """The substrate's fault tool (power, cable): the nspawn lab, or the Vagrant VMs
+    (LAY7_SUBSTRATE=vagrant, set by molecule/vagrant; same interface, vagrant/lay7_vagrant_lab.py)."""
+    if os.environ.get("LAY7_SUBSTRATE") == "vagrant":
+        sys.path.insert(0, str(ROOT / "vagrant"))  # not `import vagrant`: python-vagrant owns that name
+        from lay7_vagrant_lab import VagrantLab
+        lab = VagrantLab.from_env()
+    else:
+        try:
+            from lab import Lab
+        except ImportError:
+            pytest.skip("the lab tool is not available (not the nspawn substrate)")
+        lab = Lab()
     if not lab.is_up():
         pytest.skip("the lab is not up")
     return lab

@@ -16,9 +16,16 @@ INTERFACE = "eth1"  # the lab interface name on every substrate (docs/developmen
 
 @pytest.fixture(scope="module")
 def addresses():
-    """Inventory host name -> the address Ansible reaches it at."""
+    """Inventory host name -> the host's address on the lab network (eth1)."""
     runner = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-    return {name: runner.get_variables(name)["ansible_host"] for name in runner.get_hosts("all")}
+    return {name: _topology_address(runner.get_variables(name)) for name in runner.get_hosts("all")}
+
+
+def _topology_address(hostvars):
+    """lay7_node_address when the inventory gives it literally (Vagrant: Ansible connects over
+    the management network), else ansible_host (the lab: the template "{{ ansible_host }}")."""
+    literal = str(hostvars.get("lay7_node_address", ""))
+    return literal if literal and "{{" not in literal else hostvars["ansible_host"]
 
 
 def _name(host):
