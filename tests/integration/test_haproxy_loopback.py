@@ -13,23 +13,9 @@ import pytest
 import reference_matcher as ref
 from ansible_collections.lay7.ha.plugins.plugin_utils._routes import compile_routes
 from loopback import running
+from seed_tables import LONG, SEED_BACKENDS, SEED_ROUTES, server
 
 
-def server(name: str, last: int) -> dict:
-    # Addresses are placeholders: the harness points every server at a loopback port.
-    return {"name": name, "address": f"192.0.2.{last}", "port": 80}
-
-
-SEED_BACKENDS = {
-    "main": {"servers": [server("web1", 11)], "fallback": "a_pool"},
-    "a_pool": {"servers": [server("web2", 12)], "fallback": "main"},
-    "b_pool": {"servers": [server("web3", 13)], "fallback": "main"},
-}
-SEED_ROUTES = [
-    {"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
-    {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"},
-]
-LONG = "x" * 6000
 # The tricky paths as they go on the wire (non-ASCII percent-encoded, since HAProxy
 # rejects raw UTF-8 in a request line; the empty path cannot be sent, "*" has no path either).
 TRICKY = [

@@ -17,29 +17,12 @@ import haproxy_sim
 import pytest
 import reference_matcher as ref
 import yaml
+from seed_tables import LONG, SEED_BACKENDS, SEED_ROUTES, server
 from ansible.errors import AnsibleFilterError
 from ansible_collections.lay7.ha.plugins.filter import route_compile as plugin
 from ansible_collections.lay7.ha.plugins.plugin_utils._routes import DEFAULT_MAP_THRESHOLD, compile_routes
 
 MODES = ("acl", "map")
-
-
-def server(name: str, last: int) -> dict:
-    return {"name": name, "address": f"192.0.2.{last}", "port": 80}
-
-
-# The seed topology from the issue (addresses in the documentation range).
-SEED_BACKENDS = {
-    "main": {"servers": [server("web1", 11)], "fallback": "a_pool"},
-    "a_pool": {"servers": [server("web2", 12)], "fallback": "main"},
-    "b_pool": {"servers": [server("web3", 13)], "fallback": "main"},
-}
-SEED_ROUTES = [
-    {"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
-    {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"},
-]
-
-LONG = "x" * 6000
 
 
 def simulate(routes, backends, default, mode, target, host=None, method="GET", up=None):
