@@ -1,4 +1,4 @@
-"""Make ``ansible_collections.lay7.ha`` importable for the plugin unit tests.
+"""Make ``ansible_collections.lay7.ha`` importable for the unit and integration tests.
 
 ``make collection`` links the working tree at .collections/ansible_collections/lay7/ha; when
 pytest runs without it (a bare ``pytest tests/unit``), a temporary link is made instead.
@@ -8,7 +8,7 @@ import pathlib
 import sys
 import tempfile
 
-ROOT = pathlib.Path(__file__).resolve().parents[3]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _collections_root() -> pathlib.Path:
@@ -21,5 +21,6 @@ def _collections_root() -> pathlib.Path:
     return tmp
 
 
-if str(_collections_root()) not in sys.path:
-    sys.path.insert(0, str(_collections_root()))
+COLLECTIONS_ROOT = _collections_root()
+if str(COLLECTIONS_ROOT) not in sys.path:
+    sys.path.insert(0, str(COLLECTIONS_ROOT))
