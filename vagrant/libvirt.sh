@@ -33,6 +33,19 @@ PREFIXES=(${LAY7_VAGRANT_PREFIX:-vagrant_ lay7_})
 
 log() { printf 'libvirt.sh: %s\n' "$*" >&2; }
 
+# Start a daemon niced and without our open file descriptors: a caller's lock
+# (`flock /run/lay7-lab.lock vagrant/libvirt.sh up`) inherited by a daemon would be held
+# for as long as the daemon lives.
+start_daemon() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+        done
+        exec nice -n 19 "$@"
+    )
+}
+
 daemon_running() { pgrep -x "$1" >/dev/null; }
 
 up() {
@@ -52,10 +65,8 @@ up() {
     mkdir -p /run/libvirt /var/lib/libvirt/images
     # Niced: QEMU processes inherit libvirtd's priority, so software emulation yields
     # the CPU to everything else on the machine (others run timing-sensitive tests).
-    daemon_running virtlogd || nice -n 19 virtlogd -d
-    if ! daemon_running libvirtd; then
-        nice -n 19 libvirtd -d
-    fi
+    daemon_running virtlogd || start_daemon virtlogd -d
+    daemon_running libvirtd || start_daemon libvirtd -d
     # Also when something else started them (a package's postinst): QEMU forks from libvirtd.
     renice -n 19 -p $(pgrep -x libvirtd) $(pgrep -x virtlogd) $(pgrep -f '^/usr/bin/qemu-system' || true) >/dev/null
     for _ in $(seq 1 50); do
