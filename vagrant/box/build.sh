@@ -5,7 +5,8 @@
 #   vagrant/box/build.sh            build if needed, add to Vagrant, print the box name
 #   vagrant/box/build.sh --name     print the box name for the current recipe, build nothing
 #
-# The recipe is guest-setup.sh, Vagrantfile.box and BUILD_VERSION, plus the package list of the lab image
+# The recipe is guest-setup.sh, Vagrantfile.box, ../guest/* (files installed into every
+# guest, shared with the root Vagrantfile) and BUILD_VERSION, plus the package list of the lab image
 # (lab/topology.yml image.packages: every package the roles install, guests are offline)
 # plus the box-only packages below. Its hash names the box (lay7/bookworm-<hash>), the
 # cache directory and the libvirt base volume, so a changed recipe can never reuse a
@@ -17,6 +18,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+GUEST=$REPO/vagrant/guest
 CACHE=${LAY7_VAGRANT_CACHE:-/var/cache/lay7-vagrant}
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 SUITE=bookworm
@@ -45,7 +47,7 @@ PACKAGES=$(printf '%s\n' $LAB_PACKAGES $BOX_PACKAGES | sort -u | paste -sd, -)
 HASH=$({
     printf 'build_version=%s suite=%s mirror=%s disk=%s\npackages=%s\ndisabled=%s\n' \
         "$BUILD_VERSION" "$SUITE" "$MIRROR" "$DISK_GB" "$PACKAGES" "$DISABLED_UNITS"
-    cat "$HERE/guest-setup.sh" "$HERE/Vagrantfile.box"
+    cat "$HERE/guest-setup.sh" "$HERE/Vagrantfile.box" "$GUEST"/*
 } | sha256sum | cut -c1-12)
 BOX_NAME="lay7/bookworm-$HASH"
 DIR="$CACHE/$HASH"
@@ -75,6 +77,8 @@ build_box() {
     fi
     ssh-keygen -q -t ed25519 -N "" -C "lay7 vagrant box $HASH" -f "$work/vagrant_ed25519"
     cp "$HERE/guest-setup.sh" "$root/tmp/guest-setup.sh"
+    install -d "$root/etc/systemd/system/ifup@.service.d"
+    install -m 0644 "$GUEST/ifup-unconfigured.conf" "$root/etc/systemd/system/ifup@.service.d/lay7-unconfigured.conf"
     mount -t proc proc "$root/proc"
     local rc=0
     chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin BOX_USER=vagrant \
