@@ -47,7 +47,11 @@ STEADY_TIMEOUT = 120.0
 
 
 def inventory_path() -> str:
-    return os.environ.get("MOLECULE_INVENTORY_FILE") or str(ROOT / "inventory" / "lab")
+    """The inventory the converge saw. Under Molecule that is the whole inventory
+    *directory* (its generated file plus the scenario's linked hosts and group_vars):
+    MOLECULE_INVENTORY_FILE alone lacks the linked files, e.g. Vagrant's lay7_node_address."""
+    generated = os.environ.get("MOLECULE_INVENTORY_FILE")
+    return str(Path(generated).parent) if generated else str(ROOT / "inventory" / "lab")
 
 
 def run_site(extra: dict, tags: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -225,9 +229,20 @@ def vip_holders(lab, inventory: Inventory) -> list[str]:
 
 
 def journal(host, since_epoch: float, *selectors: str) -> str:
-    """Journal lines of a host since a wall-clock time, e.g. selectors ('-t', 'lay7-keepalived')."""
+    """Journal lines of a host logged at or after a wall-clock time (to the microsecond: a
+    transition just before the time must not count), e.g. selectors ('-t', 'lay7-keepalived').
+    Each line starts with its epoch timestamp (journalctl -o short-unix)."""
     args = " ".join(selectors)
-    return host.check_output(f"journalctl --no-pager -o short-iso --since @{int(since_epoch) - 1} {args}")
+    out = host.check_output(f"journalctl --no-pager -q -o short-unix --since @{int(since_epoch)} {args}")
+    kept, keep = [], False
+    for line in out.splitlines():
+        try:
+            keep = float(line.split(" ", 1)[0]) >= since_epoch
+        except ValueError:  # a continuation line: goes with the message it continues
+            pass
+        if keep:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 @dataclass

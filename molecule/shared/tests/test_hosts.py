@@ -4,28 +4,18 @@ Runs under Molecule's testinfra verifier: one test per host of the scenario's in
 """
 
 import json
-import os
 import shlex
 import socket
 
 import pytest
-from testinfra.utils.ansible_runner import AnsibleRunner
-
-INTERFACE = "eth1"  # the lab interface name on every substrate (docs/development.md)
+from conftest import INTERFACE, inventory_path
 
 
 @pytest.fixture(scope="module")
-def addresses():
-    """Inventory host name -> the host's address on the lab network (eth1)."""
-    runner = AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"])
-    return {name: _topology_address(runner.get_variables(name)) for name in runner.get_hosts("all")}
-
-
-def _topology_address(hostvars):
-    """lay7_node_address when the inventory gives it literally (Vagrant: Ansible connects over
-    the management network), else ansible_host (the lab: the template "{{ ansible_host }}")."""
-    literal = str(hostvars.get("lay7_node_address", ""))
-    return literal if literal and "{{" not in literal else hostvars["ansible_host"]
+def addresses(inventory):
+    """Inventory host name -> the host's address on the lab network (eth1), which on
+    Vagrant is not the address Ansible connects to."""
+    return inventory.addresses
 
 
 def _name(host):
@@ -50,7 +40,7 @@ def test_own_machine_id(host, addresses):
     others = set()
     for other in addresses:
         if other != _name(host):
-            others.add(host.get_host(f"ansible://{other}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+            others.add(host.get_host(f"ansible://{other}", ansible_inventory=inventory_path())
                        .file("/etc/machine-id").content_string.strip())
     assert mine not in others
 
