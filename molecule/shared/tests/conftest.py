@@ -54,14 +54,19 @@ def inventory_path() -> str:
     return str(Path(generated).parent) if generated else str(ROOT / "inventory" / "lab")
 
 
-def run_site(extra: dict, tags: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run the real site playbook from the control node against the inventory under test."""
+def run_site(extra: dict, tags: str | None = None, timeout: float = 300,
+             limit: str | None = None) -> subprocess.CompletedProcess:
+    """Run the real site playbook from the control node against the inventory under test
+    (limit: e.g. "loadbalancers" for a change that only concerns them; every task on a
+    software-emulated VM costs seconds)."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     playbook = Path(sys.executable).with_name("ansible-playbook")
     argv = [str(playbook), "-i", inventory_path(), str(ROOT / "site.yml"), "-e", json.dumps(extra)]
     if tags:
         argv += ["--tags", tags]
+    if limit:
+        argv += ["--limit", limit]
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 

@@ -1,8 +1,8 @@
 """site.yml rolls a change out to the load balancers one at a time, backup before master,
 and a keepalived reload keeps the VRRP state: the VIP never moves during a deploy.
 
-A harmless real change (the tracker script's timeout) is deployed with --tags keepalived_vip
-while the VIP holder is sampled every 0.2 s; the finalizer deploys the inventory's value again.
+A harmless real change (the tracker script's timeout, one second longer than the inventory's)
+is deployed with --tags keepalived_vip while the VIP holder is sampled every 0.2 s; the finalizer deploys the inventory's value again.
 Sampling alone could miss a short flap (and a sample can fail on a slow VM), so the VRRP
 state transitions keepalived's notify script journals during the run are checked too.
 """
@@ -14,17 +14,27 @@ import threading
 import time
 
 import pytest
+import yaml
+from testinfra.utils.ansible_runner import AnsibleRunner
 
-from conftest import journal, run_site, vip_holders
-
-CHANGE = {"keepalived_vip_track_timeout": 2}
+from conftest import ROOT, inventory_path, journal, run_site, vip_holders
 WRITE_TASK = re.compile(r"TASK \[lay7\.ha\.keepalived_vip : Write keepalived\.conf[^\]]*\][^\n]*\n(?:[^\n]*\n)*?changed: \[(\w+)\]")
 RELOAD = re.compile(r"RUNNING HANDLER \[lay7\.ha\.keepalived_vip : Reload keepalived\][^\n]*\n(?:[^\n]*\n)*?changed: \[(\w+)\]")
 MIN_SAMPLES = 5
 
 
+def _longer_timeout(inventory) -> dict:
+    """The tracker timeout the inventory deploys (else the role default), plus one second:
+    a real change that only makes the tracker more lenient."""
+    hostvars = AnsibleRunner(inventory_path()).get_variables(inventory.master)
+    defaults = yaml.safe_load((ROOT / "roles" / "keepalived_vip" / "defaults" / "main.yml").read_text())
+    current = int(hostvars.get("keepalived_vip_track_timeout", defaults["keepalived_vip_track_timeout"]))
+    return {"keepalived_vip_track_timeout": current + 1}
+
+
 @pytest.fixture
 def changed_run(lab, inventory, steady):
+    change = _longer_timeout(inventory)
     steady.wait()
     seen: list[list[str]] = []
     errors: list[str] = []
@@ -42,12 +52,12 @@ def changed_run(lab, inventory, steady):
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        result = run_site(CHANGE, tags="keepalived_vip")
+        result = run_site(change, tags="keepalived_vip", limit="loadbalancers")
     finally:
         stop.set()
         sampler.join(timeout=15)
     yield result, seen, errors, started
-    restored = run_site({}, tags="keepalived_vip")
+    restored = run_site({}, tags="keepalived_vip", limit="loadbalancers")
     assert restored.returncode == 0, f"restoring the inventory's keepalived config failed:\n{restored.stdout[-3000:]}"
     steady.wait()
 
@@ -62,12 +72,15 @@ def test_change_reaches_backup_first_and_the_vip_stays(changed_run, inventory, n
     assert [host for _pos, host in reloads] == [inventory.backup, inventory.master], f"reloads in order {reloads}"
     # The backup is reloaded before the master's config is even written.
     assert reloads[0][0] < writes[1][0]
+    # keepalived's own lines (tracker results, state changes) explain any failure below.
+    log = {lb: journal(nodes[lb], started, "-u", "keepalived") for lb in inventory.loadbalancers}
     assert len(seen) >= MIN_SAMPLES, f"only {len(seen)} VIP samples during the rollout; probe errors: {errors[-3:]}"
     assert all(h == [inventory.master] for h in seen), (
-        f"the VIP left {inventory.master} during the rollout: {sorted({tuple(h) for h in seen})}")
+        f"the VIP left {inventory.master} during the rollout: {sorted({tuple(h) for h in seen})}; "
+        f"samples {seen}; keepalived: {log}")
     # No VRRP transition that would move the VIP (the notify script journals each one).
     transitions = {lb: [line for line in journal(nodes[lb], started, "-t", "lay7-keepalived").splitlines()
                         if "entered state" in line]
                    for lb in inventory.loadbalancers}
-    assert not [t for t in transitions[inventory.master] if "entered state MASTER" not in t], transitions
-    assert not [t for t in transitions[inventory.backup] if "entered state MASTER" in t], transitions
+    assert not [t for t in transitions[inventory.master] if "entered state MASTER" not in t], (transitions, log)
+    assert not [t for t in transitions[inventory.backup] if "entered state MASTER" in t], (transitions, log)
