@@ -15,14 +15,13 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps collection lint unit integration sanity build lab-tests molecule-lab test test-vagrant test-vagrantfile demo bench clean
+.PHONY: help venv deps collection lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
 	@echo "make test   - every test: lint, unit, integration, lab (molecule test -s lab)"
 	@echo "make bench  - benchmarks, results written to bench/results/"
 	@echo "make test-vagrant - molecule test -s vagrant on libvirt (slow; not in make test)"
-	@echo "make test-vagrantfile - vagrant up with the root Vagrantfile on libvirt, checked (slow)"
 
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,10 +84,6 @@ molecule-lab: venv collection deps
 # libvirt provider and a locally built box; installs what it needs (docs/vagrant.md).
 test-vagrant: venv collection deps
 	vagrant/test.sh
-
-# The root Vagrantfile on the same machinery: vagrant up (site.yml), checked through the VIP.
-test-vagrantfile: venv collection deps
-	vagrant/test.sh vagrantfile
 
 test: lint unit sanity integration lab-tests molecule-lab
 

@@ -3,11 +3,6 @@
 # a locally built box and software emulation. Leaves no VM, volume, network or bridge
 # behind, on success and on failure. Run from the repository root with the venv on PATH.
 #
-#   vagrant/test.sh               molecule test -s vagrant (make test-vagrant)
-#   vagrant/test.sh vagrantfile   the root Vagrantfile: `vagrant up` (boot + site.yml), then
-#                                 vagrant/check_vagrantfile.py checks the topology through the VIP
-#                                 (make test-vagrantfile)
-#
 # Steps: Debian packages -> libvirtd/virtlogd (niced) -> box (cached by recipe hash) ->
 # local community.vagrant -> topology check -> take /run/lay7-lab.lock (the nspawn lab
 # uses 192.168.56.0/24 too) -> private bridge -> molecule test -> clean up -> check routes.
@@ -18,11 +13,6 @@
 # lock, default 1200).
 set -euo pipefail
 
-MODE=${1:-molecule}
-case "$MODE" in
-    molecule | vagrantfile) ;;
-    *) echo "usage: $0 [molecule|vagrantfile]" >&2; exit 2 ;;
-esac
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 PKGS="vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base"
@@ -79,12 +69,8 @@ export LAY7_VAGRANT_LIBVIRT_NETWORK=${LAY7_VAGRANT_LIBVIRT_NETWORK:-lay7-vagrant
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    log "cleanup ($MODE exit $rc)"
-    if [ "$MODE" = molecule ]; then
-        timeout 300 nice -n 19 molecule destroy -s vagrant >/dev/null 2>&1 || echo "molecule destroy failed; removing by name" >&2
-    else
-        timeout 300 nice -n 19 vagrant destroy -f >/dev/null 2>&1 || echo "vagrant destroy failed; removing by name" >&2
-    fi
+    log "cleanup (molecule exit $rc)"
+    timeout 300 nice -n 19 molecule destroy -s vagrant >/dev/null 2>&1 || echo "molecule destroy failed; removing by name" >&2
     vagrant/libvirt.sh clean || true
     rm -f /tmp/lay7-vagrant-*
     local left
@@ -102,13 +88,6 @@ trap 'exit 130' INT TERM
 
 log "private network"
 vagrant/libvirt.sh net-up
-if [ "$MODE" = molecule ]; then
-    log "molecule test -s vagrant (box $BOX, bound ${TIMEOUT_MIN} min)"
-    # Not --foreground: on expiry timeout signals the whole process group (ansible, vagrant, ssh).
-    timeout -k 30 "${TIMEOUT_MIN}m" nice -n 19 molecule test -s vagrant
-else
-    log "vagrant up with the root Vagrantfile (box $BOX, bound ${TIMEOUT_MIN} min)"
-    timeout -k 30 "${TIMEOUT_MIN}m" nice -n 19 vagrant up
-    log "checking the topology through the VIP"
-    python vagrant/check_vagrantfile.py
-fi
+log "molecule test -s vagrant (box $BOX, bound ${TIMEOUT_MIN} min)"
+# Not --foreground: on expiry timeout signals the whole process group (ansible, vagrant, ssh).
+timeout -k 30 "${TIMEOUT_MIN}m" nice -n 19 molecule test -s vagrant
