@@ -170,6 +170,14 @@ _value:
           description: Servers in the order given, with id (1-based position), port, weight and backup filled in.
           type: list
           elements: dict
+        fallback_servers:
+          description:
+            - The fallback backend's servers as stand-ins (backup servers) for this backend, so a
+              request retried after its server died is answered by the fallback. Named
+              C(fallback_<server>), ids after this backend's own, C(track) naming the fallback's
+              server (C(<backend>/<server>)). Empty without a fallback.
+          type: list
+          elements: dict
     routes:
       description: Normalised routes in precedence order (index is the declaration index).
       type: list

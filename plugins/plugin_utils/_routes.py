@@ -614,6 +614,39 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     return lines, maps
 
 
+def fallback_servers(backend: Backend, backends: dict) -> list:
+    """The fallback backend's servers, to stand in this backend as backup servers.
+
+    HAProxy cannot retry a request in another backend: the frontend only picks the
+    fallback for requests that *arrive* once this backend has no usable server. A request
+    already sent to a server that just died is retried (redispatched) within this
+    backend, so the fallback's servers must be here too, as ``backup`` servers that
+    take over once the dead server is marked down. They ``track`` the fallback's own
+    servers: one health check per real server, one state.
+    """
+    if backend.fallback is None:
+        return []
+    taken = {s.name for s in backend.servers}
+    next_id = max((s.id for s in backend.servers), default=0) + 1
+    out = []
+    for offset, srv in enumerate(backends[backend.fallback].servers):
+        name = f"fallback_{srv.name}"
+        if name in taken:
+            _fail(
+                f"backend '{backend.name}': server name '{name}' is reserved for the server "
+                f"'{srv.name}' of its fallback '{backend.fallback}'; rename it"
+            )
+        out.append({
+            "name": name,
+            "id": next_id + offset,
+            "address": srv.address,
+            "port": srv.port,
+            "weight": srv.weight,
+            "track": f"{backend.fallback}/{srv.name}",
+        })
+    return out
+
+
 def compile_routes(
     routes,
     backends,
@@ -642,6 +675,9 @@ def compile_routes(
         "default_backend": str(default_backend),
         "frontend": frontend,
         "maps": maps,
-        "backends": [norm_backends[name].as_dict() for name in sorted(norm_backends)],
+        "backends": [
+            dict(norm_backends[name].as_dict(), fallback_servers=fallback_servers(norm_backends[name], norm_backends))
+            for name in sorted(norm_backends)
+        ],
         "routes": [r.as_dict() for r in ordered],
     }

@@ -206,6 +206,7 @@ def test_contract_shape_and_defaults():
                 {"name": "s2", "id": 1, "address": "192.0.2.22", "port": 8080, "weight": 10, "backup": False},
                 {"name": "s1", "id": 2, "address": "192.0.2.21", "port": 80, "weight": 100, "backup": True},
             ],
+            "fallback_servers": [],
         },
         {
             "name": "main",
@@ -215,11 +216,39 @@ def test_contract_shape_and_defaults():
             "cookie_name": None,
             "check_path": None,
             "servers": [{"name": "web1", "id": 1, "address": "192.0.2.11", "port": 80, "weight": 100, "backup": False}],
+            "fallback_servers": [],
         },
     ]
     assert compiled["routes"] == [
         {"name": "app", "index": 0, "match": "prefix", "path": "/app", "host": None, "methods": [], "backend": "app"}
     ]
+
+
+def test_fallback_servers_stand_in_as_tracking_backups():
+    """A request retried after its server died can only go to a server of the same backend."""
+    backends = {
+        "main": {"servers": [{"name": "web1", "address": "192.0.2.11"}], "fallback": "spare"},
+        "a_pool": {"servers": [{"name": "web2", "address": "192.0.2.12", "port": 8080}], "fallback": "main"},
+        "spare": {"servers": [{"name": "web2", "address": "192.0.2.12"}, {"name": "web3", "address": "192.0.2.13", "weight": 5}]},
+    }
+    compiled = {b["name"]: b for b in compile_routes([], backends, "main")["backends"]}
+    assert compiled["a_pool"]["fallback_servers"] == [
+        {"name": "fallback_web1", "id": 2, "address": "192.0.2.11", "port": 80, "weight": 100, "track": "main/web1"},
+    ]
+    assert [(s["name"], s["id"], s["track"]) for s in compiled["main"]["fallback_servers"]] == [
+        ("fallback_web2", 2, "spare/web2"), ("fallback_web3", 3, "spare/web3"),
+    ]
+    assert compiled["main"]["fallback_servers"][1]["weight"] == 5
+    assert compiled["spare"]["fallback_servers"] == []
+
+
+def test_fallback_server_name_clash_names_the_backend():
+    backends = {
+        "main": {"servers": [{"name": "web1", "address": "192.0.2.11"}]},
+        "a_pool": {"servers": [{"name": "fallback_web1", "address": "192.0.2.12"}], "fallback": "main"},
+    }
+    with pytest.raises(AnsibleFilterError, match="backend 'a_pool': server name 'fallback_web1' is reserved"):
+        compile_routes([], backends, "main")
 
 
 @pytest.mark.parametrize(
