@@ -91,6 +91,7 @@ demo: venv collection deps
 	$(BIN)/python -m lab.demo
 
 bench: venv collection deps
+	$(BIN)/pip install -q -r bench/requirements.txt
 	mkdir -p bench/results
 	for f in bench/bench_*.py; do $(BIN)/python "$$f"; done
 

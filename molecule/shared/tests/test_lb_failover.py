@@ -1,89 +1,186 @@
-"""Issue 4, item 6: load balancer failures, measured from the control node.
+"""Load balancer failures and planned work, as clients see them through the VIP.
 
-Each test starts from the healthy state (VIP on the master, every route right), injects
-one fault through the `faults` fixture, which restores everything afterwards, and
-records what a client saw in `timings` (written to build/failover-timings.json and
-summarised in docs/failover.md). Waits are bounded; the numbers are never asserted.
+Each test starts from the healthy state (one VIP holder, every route right), runs the
+open-loop probe (lab/probe.py: a request every 5 ms on a new connection and another on one
+of 16 keep-alive connections), injects one fault through the `faults` fixture (which undoes
+it afterwards) and checks what the clients saw. Bounds are loose enough for a loaded CI
+machine yet fail on the old mechanics (a polling tracker and 1 s adverts lost 2-3.5 s of
+requests); the real numbers come from `make bench` (bench/bench_failover.py) and are in
+docs/failover.md. What the tests measure is also written to build/failover-timings.json.
 """
 
+from __future__ import annotations
+
+import contextlib
 import time
 
 from conftest import journal, vip_holders, wait_for
+from lab.probe import Probe
+from lab.vrrp import VRRP_MULTICAST, sender_argv
 
-FAILOVER_BOUND = 30.0   # seconds; generous bounds, the measured values are in docs/failover.md
+FAILOVER_BOUND = 30.0   # waiting for a state, not a measured time
 BOOT_BOUND = 120.0
+# The old tracker needed 2+ s to notice HAProxy gone, and 3.5 s for a silent master.
+DEATH_WINDOW_BOUND = 1.0
+POWER_OFF_WINDOW_BOUND = 1.5
+# A hung HAProxy is found by the watchdog: 3 failed checks, 1 s apart, each up to 2 s.
+WATCHDOG_BOUND = 15.0
 
 
-def _probe_until(vip, predicate, bound, what):
-    """Send GET / every 50 ms until predicate(); return (seconds, failed requests, first good after)."""
-    t0 = time.monotonic()
-    failed = 0
-    last_fail = None
-    while True:
-        reply = vip.try_get("/", timeout=0.5)
-        now = time.monotonic() - t0
-        if reply is None or reply.status != 200:
-            failed += 1
-            last_fail = now
-        if predicate():
-            return now, failed, last_fail
-        assert now < bound, f"{what}: not reached within {bound:.0f} s"
-        time.sleep(0.05)
+def _holder(lab, inventory) -> str:
+    held = vip_holders(lab, inventory)
+    assert len(held) == 1, f"expected one VIP holder, found {held}"
+    return held[0]
 
 
-def test_haproxy_stopped_on_master_moves_vip(faults, vip, inventory, lab, nodes, timings):
-    master, backup = inventory.master, inventory.backup
+def _other(inventory, lb: str) -> str:
+    return next(h for h in inventory.loadbalancers if h != lb)
+
+
+@contextlib.contextmanager
+def probing(inventory, path: str = "/", timeout: float = 1.0, settle: float = 3.0):
+    """Run the probe around the block, then `settle` seconds more; yields a dict that holds
+    the result once the block is done."""
+    out: dict = {}
+    probe = Probe(inventory.vip, 80, path, timeout=timeout, max_duration=180).start()
+    try:
+        time.sleep(1.0)
+        probe.mark("fault")
+        yield out
+        time.sleep(settle)
+    finally:
+        out["result"] = probe.stop()
+
+
+def _summaries(result) -> dict:
+    return {kind: result.summary(kind) for kind in ("new", "keepalive")}
+
+
+def _record(timings: dict, name: str, result) -> dict:
+    sums = _summaries(result)
+    for kind, s in sums.items():
+        timings[f"{name}_{kind}_failed"] = s["failed"]
+        timings[f"{name}_{kind}_failure_window_s"] = round(s["failure_window_s"], 3)
+        timings[f"{name}_{kind}_p99_latency_s"] = round(s["p99_latency_s"] or 0, 3)
+    return sums
+
+
+def _brief(sums: dict) -> str:
+    return "; ".join(f"{k}: {s['failed']} failed, window {s['failure_window_s']:.3f} s, errors {dict(s['errors'])}"
+                     for k, s in sums.items())
+
+
+def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, nodes, timings):
+    holder = _holder(lab, inventory)
+    other = _other(inventory, holder)
     t_wall = time.time()
-    faults.stop_service(master, "haproxy.service")
-    took, failed, last_fail = _probe_until(
-        vip, lambda: vip_holders(lab, inventory) == [backup] and vip.try_get("/") is not None,
-        FAILOVER_BOUND, f"VIP on {backup} after haproxy stopped on {master}")
-    timings["haproxy_stop_vip_moved_s"] = round(took, 2)
-    timings["haproxy_stop_failed_requests"] = failed
-    timings["haproxy_stop_last_failure_s"] = round(last_fail or 0, 2)
-    reply = vip.get("/")
-    assert reply.status == 200 and reply.served_by == "web1"
-
-    # Transitions reach the journal: keepalived's own lines and the notify hook's.
-    wait_for(lambda: "entered state MASTER" in journal(nodes[backup], t_wall, "-t", "lay7-keepalived"),
-             10, f"notify hook line on {backup}")
-    assert "entered state FAULT" in journal(nodes[master], t_wall, "-t", "lay7-keepalived")
-    assert "Entering MASTER STATE" in journal(nodes[backup], t_wall, "-u", "keepalived")
-
-    # HAProxy back: with preemption the VIP returns to the master once its tracker rises.
-    faults.start_service(master, "haproxy.service")
-    want = backup if inventory.nopreempt else master
-    took, failed, _last = _probe_until(
-        vip, lambda: vip_holders(lab, inventory) == [want], FAILOVER_BOUND, f"VIP back on {want}")
-    timings["haproxy_start_vip_returned_s"] = round(took, 2)
-    timings["haproxy_start_failed_requests"] = failed
-    assert vip.get("/").status == 200
+    with probing(inventory) as run:
+        nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
+        wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.05)
+    sums = _record(timings, "haproxy_kill", run["result"])
+    for kind, s in sums.items():
+        assert s["failure_window_s"] < DEATH_WINDOW_BOUND, f"{kind}: {_brief(sums)}"
+    # Event driven: keepalived logged FAULT on the holder, the other node took over.
+    assert "entered state FAULT" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived")
+    wait_for(lambda: "entered state MASTER" in journal(nodes[other], t_wall, "-t", "lay7-keepalived"),
+             10, f"notify hook line on {other}")
+    # systemd restarted HAProxy; its start hook made the node eligible again (BACKUP).
+    wait_for(lambda: "entered state BACKUP" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived"),
+             FAILOVER_BOUND, f"{holder} eligible again after HAProxy restarted")
 
 
-def test_master_powered_off_backup_holds_vip(faults, vip, inventory, lab, timings):
-    master, backup = inventory.master, inventory.backup
+def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, timings):
+    holder = _holder(lab, inventory)
+    other = _other(inventory, holder)
+    t_wall = time.time()
+    with probing(inventory) as run:
+        faults.stop_service(holder, "haproxy.service")
+    sums = _record(timings, "haproxy_stop", run["result"])
+    assert vip_holders(lab, inventory) == [other]
+    assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
+    # The release ran: handover hook first, then the VIP left, then HAProxy stopped softly.
+    assert "releasing VIP" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived")
+
+
+def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
+    holder = _holder(lab, inventory)
+    with probing(inventory, settle=1.0) as run:
+        for _ in range(20):
+            nodes[holder].run_expect([0], "systemctl reload haproxy")
+            time.sleep(0.25)
+    sums = _record(timings, "reloads_20", run["result"])
+    assert vip_holders(lab, inventory) == [holder], "a reload moved the VIP"
+    assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
+
+
+def test_keepalived_restart_on_backup_keeps_the_vip(faults, inventory, lab, nodes, timings):
+    holder = _holder(lab, inventory)
+    other = _other(inventory, holder)
+    t_wall = time.time()
+    with probing(inventory) as run:
+        nodes[other].run_expect([0], "systemctl restart keepalived")
+    sums = _record(timings, "keepalived_restart_backup", run["result"])
+    assert vip_holders(lab, inventory) == [holder]
+    assert "entered state MASTER" not in journal(nodes[other], t_wall, "-t", "lay7-keepalived")
+    assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
+
+
+def test_holder_powered_off_backup_takes_over(faults, inventory, lab, timings):
+    holder = _holder(lab, inventory)
+    other = _other(inventory, holder)
+    with probing(inventory) as run:
+        faults.kill(holder)
+        wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.05)
+    sums = _record(timings, "power_off", run["result"])
+    for kind, s in sums.items():
+        assert s["failure_window_s"] < POWER_OFF_WINDOW_BOUND, f"{kind}: {_brief(sums)}"
+
     t0 = time.monotonic()
-    faults.kill(master)
-    killed = time.monotonic() - t0
-    took, failed, last_fail = _probe_until(
-        vip, lambda: vip_holders(lab, inventory) == [backup] and vip.try_get("/") is not None,
-        FAILOVER_BOUND, f"VIP on {backup} after {master} powered off")
-    timings["power_off_kill_call_s"] = round(killed, 2)
-    timings["power_off_vip_moved_s"] = round(killed + took, 2)
-    timings["power_off_failed_requests"] = failed
-    timings["power_off_last_failure_s"] = round(killed + (last_fail or 0), 2)
-    for _attempt in range(5):
-        reply = vip.get("/")
-        assert reply.status == 200 and reply.served_by == "web1"
-
-    t0 = time.monotonic()
-    faults.boot(master)
-    booted = time.monotonic() - t0
-    want = backup if inventory.nopreempt else master
+    faults.boot(holder)
+    timings["power_on_boot_s"] = round(time.monotonic() - t0, 2)
+    # nopreempt (the inventory's choice): the VIP stays where it is; otherwise it goes back.
+    want = other if inventory.nopreempt else holder
     took = wait_for(lambda: vip_holders(lab, inventory) == [want], BOOT_BOUND, f"VIP on {want} after boot", 0.2)
-    timings["power_on_boot_s"] = round(booted, 2)
-    timings["power_on_vip_returned_after_ssh_s"] = round(took, 2)
-    assert vip.get("/").status == 200
+    timings["power_on_vip_settled_after_ssh_s"] = round(took, 2)
+
+
+def test_hung_haproxy_is_caught_by_the_watchdog(faults, inventory, lab, nodes, timings):
+    """A HAProxy that is alive but does not answer sends no event: the watchdog must act."""
+    holder = _holder(lab, inventory)
+    other = _other(inventory, holder)
+    nodes[holder].run_expect([0], "pkill -STOP -x haproxy")
+    try:
+        took = wait_for(lambda: vip_holders(lab, inventory) == [other], WATCHDOG_BOUND,
+                        f"VIP on {other} while HAProxy on {holder} is frozen", 0.1)
+    finally:
+        nodes[holder].run_expect([0], "pkill -CONT -x haproxy")
+    timings["hung_haproxy_vip_moved_s"] = round(took, 2)
+
+
+def test_forged_adverts_from_a_non_peer_do_not_move_the_vip(faults, inventory, lab, nodes, timings):
+    """Adverts with our router id and priority 254 from a web server, by unicast to both
+    load balancers and by multicast: the host firewall drops them before keepalived."""
+    holder = _holder(lab, inventory)
+    forger = inventory.webservers[0]
+    targets = [inventory.addresses[lb] for lb in inventory.loadbalancers] + [VRRP_MULTICAST]
+    vrid = int(nodes[holder].check_output("sed -n 's/^ *virtual_router_id //p' /etc/keepalived/keepalived.conf"))
+    t_wall = time.time()
+    with probing(inventory, settle=1.0) as run:
+        sent = lab.exec(forger, sender_argv(inventory.addresses[forger], vrid, 254, 5.0, inventory.vip, targets),
+                        timeout=30)
+    assert sent.returncode == 0 and int(sent.stdout.strip() or 0) > 50, f"the forger sent nothing: {sent.stderr}"
+    sums = _record(timings, "forged_adverts", run["result"])
+    assert vip_holders(lab, inventory) == [holder], "forged adverts moved the VIP"
+    # No transition that moves the VIP (the other node may still be returning to BACKUP
+    # from an earlier test: that is not the forger's doing).
+    other = _other(inventory, holder)
+    assert "entered state MASTER" not in journal(nodes[other], t_wall, "-t", "lay7-keepalived")
+    left = [line for line in journal(nodes[holder], t_wall, "-t", "lay7-keepalived").splitlines() if "entered state" in line]
+    assert not left, f"{holder} left MASTER: {left}"
+    for lb in inventory.loadbalancers:
+        dropped = nodes[lb].check_output("nft list table inet lay7_vrrp")
+        assert "packets 0 " not in dropped, f"{lb}: the VRRP firewall dropped nothing:\n{dropped}"
+    assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
 
 
 def test_both_load_balancers_down_then_restored(faults, vip, inventory, lab, timings):
@@ -97,7 +194,5 @@ def test_both_load_balancers_down_then_restored(faults, vip, inventory, lab, tim
         faults.boot(lb, wait=False)
     took = wait_for(lambda: vip.try_get("/", timeout=0.5) is not None, BOOT_BOUND, "service back through the VIP", 0.2)
     timings["both_restored_service_back_s"] = round(took, 2)
-    # After both return, the election puts the VIP on the highest priority.
-    if not inventory.nopreempt:
-        wait_for(lambda: vip_holders(lab, inventory) == [inventory.master], FAILOVER_BOUND, "VIP on the master", 0.2)
+    wait_for(lambda: len(vip_holders(lab, inventory)) == 1, FAILOVER_BOUND, "one VIP holder", 0.2)
     assert vip.get("/").status == 200
