@@ -85,10 +85,20 @@ def wait_steady(lab: Lab, timeout: float = STEADY_TIMEOUT) -> str:
             active = all(lab.exec(lb, ["systemctl", "is-active", "--quiet", "haproxy", "keepalived"],
                                   timeout=10).returncode == 0 for lb in LBS)
             vip = vip_address(lab)
-            if active and all(http_ok(vip, p) for p in ("/", "/a/", "/b/")) and servers_up(lab, held[0]):
+            # The other node must be ready to take over (BACKUP), not still booting (FAULT).
+            ready = all(vrrp_state(lab, lb) == ("MASTER" if lb == held[0] else "BACKUP") for lb in LBS)
+            if active and ready and all(http_ok(vip, p) for p in ("/", "/a/", "/b/")) and servers_up(lab, held[0]):
                 return held[0]
         time.sleep(0.5)
     raise RuntimeError(f"no steady state within {timeout:.0f} s (holders: {holders(lab)})")
+
+
+def vrrp_state(lab: Lab, lb: str) -> str:
+    """The VRRP state the notify hook journaled last (MASTER, BACKUP, FAULT, ...)."""
+    out = lab.exec(lb, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "20", "-t", "lay7-keepalived"],
+                   timeout=10).stdout
+    states = [line.split("entered state ")[1].split()[0] for line in out.splitlines() if "entered state " in line]
+    return states[-1] if states else "UNKNOWN"
 
 
 def servers_up(lab: Lab, lb: str) -> bool:

@@ -233,6 +233,14 @@ def vip_holders(lab, inventory: Inventory) -> list[str]:
     return held
 
 
+def vrrp_state(lab, name: str) -> str:
+    """The VRRP state the notify hook journaled last on a load balancer (MASTER, BACKUP, FAULT)."""
+    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "20", "-t", "lay7-keepalived"],
+                   timeout=10).stdout
+    states = [line.split("entered state ")[1].split()[0] for line in out.splitlines() if "entered state " in line]
+    return states[-1] if states else "UNKNOWN"
+
+
 def journal(host, since_epoch: float, *selectors: str) -> str:
     """Journal lines of a host logged at or after a wall-clock time (to the microsecond: a
     transition just before the time must not count), e.g. selectors ('-t', 'lay7-keepalived').
@@ -252,7 +260,8 @@ def journal(host, since_epoch: float, *selectors: str) -> str:
 
 @dataclass
 class Steady:
-    """Waits until the topology is healthy: the expected VIP holder and every route right."""
+    """Waits until the topology is healthy: the expected VIP holder, every other load balancer
+    in BACKUP (ready to take over) and every route right."""
 
     lab: object
     inventory: Inventory
@@ -264,8 +273,18 @@ class Steady:
             wanted = [[lb] for lb in self.inventory.loadbalancers]
         else:
             wanted = [[holder or self.inventory.master]]
-        return wait_for(lambda: vip_holders(self.lab, self.inventory) in wanted and self.vip.routes_ok(),
-                        timeout, f"healthy topology with the VIP on one of {wanted}", interval=0.5)
+        return wait_for(lambda: self._healthy(wanted), timeout,
+                        f"healthy topology with the VIP on one of {wanted} and the other load balancers in BACKUP",
+                        interval=0.5)
+
+    def _healthy(self, wanted: list) -> bool:
+        held = vip_holders(self.lab, self.inventory)
+        if held not in wanted:
+            return False
+        # Every other load balancer ready to take over, not still booting or failed.
+        ready = all(vrrp_state(self.lab, lb) == ("MASTER" if lb in held else "BACKUP")
+                    for lb in self.inventory.loadbalancers)
+        return ready and self.vip.routes_ok()
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,9 @@ CASES = {
     "tracker_weight_below_gap": (
         {"keepalived_vip_track_weight": -1},
         ["keepalived_vip_track_weight: -1"]),
+    "subsecond_adverts_with_vrrp2": (
+        {"keepalived_vip_vrrp_version": 2, "keepalived_vip_advert_interval": 0.1},
+        ["keepalived_vip_advert_interval: 0.1", "needs version 3"]),
     "process_tracking_in_container": (
         {"keepalived_vip_track_method": "process"},
         ["keepalived_vip_track_method: process"]),

@@ -1,14 +1,20 @@
-"""Backend failures seen through the VIP (issue 4, item 5).
+"""Backend failures seen through the VIP.
 
 Stop web2: /a is served by a_pool's fallback (main, web1). Stop all three web servers:
-every path gets HAProxy's custom 503 page. Start them: routing is back to normal. The
-`faults` fixture starts every stopped service again and waits for the healthy topology,
-also when an assertion fails. Every wait is bounded.
+every path gets HAProxy's custom 503 page. Start them: routing is back to normal. Under
+the open-loop probe (both client kinds, GET /a/), restarting web2's Apache or cutting its
+cable costs no request: the first failed connection marks the server down and the request
+is retried on a backup (the fallback's servers); a request stuck on the cut server is
+retried after haproxy_l7_timeout_server_retryable. The `faults` fixture undoes every fault
+and waits for the healthy topology, also when an assertion fails. Every wait is bounded.
 """
 
 from __future__ import annotations
 
+import time
+
 from conftest import EXPECTED_ROUTES, HttpClient, wait_for
+from lab.probe import Probe
 
 APACHE = "apache2"
 MARK_DOWN_TIMEOUT = 15.0  # checks every 1 s, fastinter 250 ms, fall 2: DOWN in ~1.5 s
@@ -57,3 +63,39 @@ def test_all_web_servers_stopped_gives_the_custom_503(faults, inventory, vip: Ht
     for web in inventory.webservers:
         faults.start_service(web, APACHE)
     wait_for(vip.routes_ok, 30, "normal routing after the web servers started")
+
+
+# A client that waits this long sees the retries as latency, not as a failure: a cut
+# costs up to the connect timeout (2 s), a request stuck on the cut server up to 5 s.
+CLIENT_TIMEOUT = 10.0
+# With the old mechanics (no passive detection, a 30 s server timeout) an in-flight request
+# on a cut server waited 30 s; the bound catches that.
+STUCK_BOUND = 8.0
+
+
+def _probe_a(inventory, fault, settle: float):
+    probe = Probe(inventory.vip, 80, "/a/", timeout=CLIENT_TIMEOUT, max_duration=120).start()
+    try:
+        time.sleep(1.0)
+        fault()
+        time.sleep(settle)
+    finally:
+        result = probe.stop()
+    return {kind: result.summary(kind) for kind in ("new", "keepalive")}
+
+
+def test_apache_restart_on_web2_loses_no_request(faults, inventory, nodes, timings):
+    sums = _probe_a(inventory, lambda: nodes["web2"].run_expect([0], f"systemctl restart {APACHE}"), 3.0)
+    for kind, s in sums.items():
+        timings[f"apache_restart_{kind}_failed"] = s["failed"]
+        assert s["failed"] == 0, f"{kind}: {s['failed']} failed, errors {dict(s['errors'])}"
+
+
+def test_web2_cable_cut_loses_no_request(faults, inventory, timings):
+    sums = _probe_a(inventory, lambda: faults.cut("web2"), 8.0)
+    for kind, s in sums.items():
+        timings[f"web_link_cut_{kind}_failed"] = s["failed"]
+        timings[f"web_link_cut_{kind}_max_latency_s"] = round(s["max_latency_s"] or 0, 3)
+        assert s["failed"] == 0, f"{kind}: {s['failed']} failed, errors {dict(s['errors'])}"
+        assert s["max_latency_s"] < STUCK_BOUND, f"{kind}: a request waited {s['max_latency_s']:.1f} s"
+
