@@ -37,13 +37,17 @@ sys.path.insert(0, str(ROOT))
 
 from lab import Lab  # noqa: E402
 from lab.probe import Probe, ProbeResult  # noqa: E402
+from lab.topology import load  # noqa: E402
 from lab.vrrp import VRRP_MULTICAST, sender_argv  # noqa: E402
+
+_TOPOLOGY = load()
 
 RESULTS = ROOT / "bench" / "results" / "failover.json"
 PICTURE = ROOT / "docs" / "failover-timeline.png"
 LOCK = "/run/lay7-lab.lock"
 INVENTORY = ROOT / "inventory" / "lab"
-LBS = ("hap1", "hap2")
+LBS = tuple(_TOPOLOGY.groups["loadbalancers"])
+IFACE = _TOPOLOGY.interface
 STEADY_TIMEOUT = 120.0
 
 
@@ -57,7 +61,7 @@ def holders(lab: Lab) -> list[str]:
     out = []
     for lb in LBS:
         if lab.is_running(lb):
-            text = lab.exec(lb, ["ip", "-4", "-o", "addr", "show", "dev", "eth1"], timeout=10).stdout
+            text = lab.exec(lb, ["ip", "-4", "-o", "addr", "show", "dev", IFACE], timeout=10).stdout
             if f" {vip}/" in text:
                 out.append(lb)
     return out
@@ -181,7 +185,9 @@ def _forge(lab: Lab, holder: str) -> None:
     topo = lab.topo
     src = str(topo.host("web1").address)
     targets = [str(topo.host(lb).address) for lb in LBS] + [VRRP_MULTICAST]
-    lab.exec("web1", sender_argv(src, 51, 254, 8.0, str(topo.vip), targets), timeout=30)
+    vrid = int(lab.exec(holder, ["sed", "-n", "s/^ *virtual_router_id //p", "/etc/keepalived/keepalived.conf"],
+                        timeout=10).stdout)
+    lab.exec("web1", sender_argv(src, vrid, 254, 8.0, str(topo.vip), targets), timeout=30)
 
 
 FAULTS = [
@@ -257,12 +263,13 @@ def trial(lab: Lab, fault: Fault) -> tuple[dict, ProbeResult]:
         fault.inject(lab, holder, probe)
         probe.mark("injected")
         time.sleep(fault.settle)
-    finally:
-        result = probe.stop()
-    try:
-        fault.restore(lab, holder)
-    finally:
-        new_holder = wait_steady(lab)
+    except BaseException:
+        probe.stop()
+        restore_and_wait(lab, fault, holder)   # never leave a fault behind on a reused lab
+        raise
+    result = probe.stop()
+    restore_and_wait(lab, fault, holder)
+    new_holder = holders(lab)[0]
     out = {"holder_before": holder, "holder_after": new_holder, "vip_moves": transitions(lab, since)}
     for kind in ("new", "keepalive"):
         s = result.summary(kind)
@@ -272,7 +279,15 @@ def trial(lab: Lab, fault: Fault) -> tuple[dict, ProbeResult]:
     return out, result
 
 
+def restore_and_wait(lab: Lab, fault: Fault, holder: str) -> None:
+    try:
+        fault.restore(lab, holder)
+    finally:
+        wait_steady(lab)
+
+
 def worst(trials: list[dict]) -> dict:
+    """Each figure's worst value over the trials (not necessarily all from one trial)."""
     agg: dict = {"vip_moves_max": max(t["vip_moves"] for t in trials)}
     for kind in ("new", "keepalive"):
         rows = [t[kind] for t in trials]

@@ -172,7 +172,7 @@ _value:
           elements: dict
         fallback_servers:
           description:
-            - The fallback backend's servers as stand-ins (backup servers) for this backend, so a
+            - The fallback backend's active servers as stand-ins (backup servers) for this backend, so a
               request retried after its server died is answered by the fallback. Named
               C(fallback_<server>), ids after this backend's own, C(track) naming the fallback's
               server (C(<backend>/<server>)). Empty without a fallback.

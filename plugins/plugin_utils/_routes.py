@@ -622,14 +622,17 @@ def fallback_servers(backend: Backend, backends: dict) -> list:
     already sent to a server that just died is retried (redispatched) within this
     backend, so the fallback's servers must be here too, as ``backup`` servers that
     take over once the dead server is marked down. They ``track`` the fallback's own
-    servers: one health check per real server, one state.
+    servers: one health check per real server, one state. The template adds
+    ``option allbackups`` so they share the load as the fallback's servers would.
     """
     if backend.fallback is None:
         return []
     taken = {s.name for s in backend.servers}
     next_id = max((s.id for s in backend.servers), default=0) + 1
     out = []
-    for offset, srv in enumerate(backends[backend.fallback].servers):
+    # The fallback's own backup servers stay its business: only its active servers stand in.
+    active = [srv for srv in backends[backend.fallback].servers if not srv.backup]
+    for offset, srv in enumerate(active):
         name = f"fallback_{srv.name}"
         if name in taken:
             _fail(

@@ -28,6 +28,7 @@ from typing import Callable
 
 import pytest
 import testinfra
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -94,6 +95,7 @@ class Inventory:
     vip: str
     nopreempt: bool
     control: str
+    advert_interval: float
 
     @property
     def webservers(self) -> list[str]:
@@ -132,8 +134,12 @@ def inventory() -> Inventory:
         control = str(load().control)
     except Exception:  # noqa: BLE001 - not the lab substrate
         control = ""
+    defaults = yaml.safe_load((ROOT / "roles" / "keepalived_vip" / "defaults" / "main.yml").read_text())
     return Inventory(groups=groups, addresses=addresses, vip=str(lb_vars["keepalived_vip_address"]),
-                     nopreempt=bool(lb_vars.get("keepalived_vip_nopreempt", False)), control=control)
+                     nopreempt=bool(lb_vars.get("keepalived_vip_nopreempt", defaults["keepalived_vip_nopreempt"])),
+                     control=control,
+                     advert_interval=float(lb_vars.get("keepalived_vip_advert_interval",
+                                                       defaults["keepalived_vip_advert_interval"])))
 
 
 @pytest.fixture(scope="session")

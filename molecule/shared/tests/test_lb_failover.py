@@ -21,8 +21,10 @@ from lab.vrrp import VRRP_MULTICAST, sender_argv
 FAILOVER_BOUND = 30.0   # waiting for a state, not a measured time
 BOOT_BOUND = 120.0
 # The old tracker needed 2+ s to notice HAProxy gone, and 3.5 s for a silent master.
-DEATH_WINDOW_BOUND = 1.0
-POWER_OFF_WINDOW_BOUND = 1.5
+DEATH_BOUND = 1.0
+# A silent master is declared dead after 3 adverts (+ ~1 ms skew); the margin absorbs a
+# loaded CI machine. 0.1 s adverts: 1.5 s; the Vagrant VMs' 0.5 s: 2.7 s.
+POWER_OFF_MARGIN = 1.2
 # A hung HAProxy is found by the watchdog: 3 failed checks, 1 s apart, each up to 2 s.
 WATCHDOG_BOUND = 15.0
 
@@ -65,6 +67,12 @@ def _record(timings: dict, name: str, result) -> dict:
     return sums
 
 
+def _vrrp_drops(node) -> int:
+    """Packets the VRRP firewall dropped so far (its counter is cumulative)."""
+    table = node.check_output("nft list table inet lay7_vrrp")
+    return sum(int(line.split("packets ")[1].split()[0]) for line in table.splitlines() if "drop" in line)
+
+
 def _brief(sums: dict) -> str:
     return "; ".join(f"{k}: {s['failed']} failed, window {s['failure_window_s']:.3f} s, errors {dict(s['errors'])}"
                      for k, s in sums.items())
@@ -76,12 +84,16 @@ def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, node
     t_wall = time.time()
     with probing(inventory) as run:
         nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
-        wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.05)
+        # From the kill: the time the VIP took, whatever systemd's restart hides from clients.
+        moved = wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.02)
     sums = _record(timings, "haproxy_kill", run["result"])
+    timings["haproxy_kill_vip_moved_s"] = round(moved, 3)
+    assert moved < DEATH_BOUND, f"the VIP took {moved:.2f} s to leave a dead HAProxy"
     for kind, s in sums.items():
-        assert s["failure_window_s"] < DEATH_WINDOW_BOUND, f"{kind}: {_brief(sums)}"
+        assert s["failure_window_s"] < DEATH_BOUND, f"{kind}: {_brief(sums)}"
     # Event driven: keepalived logged FAULT on the holder, the other node took over.
-    assert "entered state FAULT" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived")
+    wait_for(lambda: "entered state FAULT" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived"),
+             10, f"notify hook line on {holder}")
     wait_for(lambda: "entered state MASTER" in journal(nodes[other], t_wall, "-t", "lay7-keepalived"),
              10, f"notify hook line on {other}")
     # systemd restarted HAProxy; its start hook made the node eligible again (BACKUP).
@@ -100,6 +112,8 @@ def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, ti
     assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
     # The release ran: handover hook first, then the VIP left, then HAProxy stopped softly.
     assert "releasing VIP" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived")
+    # ... and it did not leave the VIP on lo, where the old holder would keep answering it.
+    assert inventory.vip + "/" not in nodes[holder].check_output("ip -4 -o addr show dev lo")
 
 
 def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
@@ -132,8 +146,9 @@ def test_holder_powered_off_backup_takes_over(faults, inventory, lab, timings):
         faults.kill(holder)
         wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.05)
     sums = _record(timings, "power_off", run["result"])
+    bound = 3 * inventory.advert_interval + POWER_OFF_MARGIN
     for kind, s in sums.items():
-        assert s["failure_window_s"] < POWER_OFF_WINDOW_BOUND, f"{kind}: {_brief(sums)}"
+        assert s["failure_window_s"] < bound, f"{kind}: {_brief(sums)}"
 
     t0 = time.monotonic()
     faults.boot(holder)
@@ -164,6 +179,7 @@ def test_forged_adverts_from_a_non_peer_do_not_move_the_vip(faults, inventory, l
     forger = inventory.webservers[0]
     targets = [inventory.addresses[lb] for lb in inventory.loadbalancers] + [VRRP_MULTICAST]
     vrid = int(nodes[holder].check_output("sed -n 's/^ *virtual_router_id //p' /etc/keepalived/keepalived.conf"))
+    dropped_before = {lb: _vrrp_drops(nodes[lb]) for lb in inventory.loadbalancers}
     t_wall = time.time()
     with probing(inventory, settle=1.0) as run:
         sent = lab.exec(forger, sender_argv(inventory.addresses[forger], vrid, 254, 5.0, inventory.vip, targets),
@@ -178,8 +194,8 @@ def test_forged_adverts_from_a_non_peer_do_not_move_the_vip(faults, inventory, l
     left = [line for line in journal(nodes[holder], t_wall, "-t", "lay7-keepalived").splitlines() if "entered state" in line]
     assert not left, f"{holder} left MASTER: {left}"
     for lb in inventory.loadbalancers:
-        dropped = nodes[lb].check_output("nft list table inet lay7_vrrp")
-        assert "packets 0 " not in dropped, f"{lb}: the VRRP firewall dropped nothing:\n{dropped}"
+        # Each load balancer got the unicast adverts and the multicast ones: at least 50 each.
+        assert _vrrp_drops(nodes[lb]) - dropped_before[lb] >= 50, f"{lb}: the VRRP firewall dropped nothing new"
     assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
 
 

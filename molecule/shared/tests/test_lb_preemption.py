@@ -66,5 +66,6 @@ def test_preemption_hands_the_vip_back_to_the_master(preemption, faults, vip, in
     recovered = time.time()
     faults.start_service(master, "haproxy.service")
     wait_for(lambda: vip_holders(lab, inventory) == [master], OBSERVE, f"VIP back on {master} (preemption)", 0.05)
-    assert "entered state MASTER" in journal(nodes[master], recovered, "-t", "lay7-keepalived")
+    wait_for(lambda: "entered state MASTER" in journal(nodes[master], recovered, "-t", "lay7-keepalived"),
+             10, f"notify hook line on {master}")
     assert vip.get("/").status == 200

@@ -229,7 +229,8 @@ def test_fallback_servers_stand_in_as_tracking_backups():
     backends = {
         "main": {"servers": [{"name": "web1", "address": "192.0.2.11"}], "fallback": "spare"},
         "a_pool": {"servers": [{"name": "web2", "address": "192.0.2.12", "port": 8080}], "fallback": "main"},
-        "spare": {"servers": [{"name": "web2", "address": "192.0.2.12"}, {"name": "web3", "address": "192.0.2.13", "weight": 5}]},
+        "spare": {"servers": [{"name": "web2", "address": "192.0.2.12"}, {"name": "web3", "address": "192.0.2.13", "weight": 5},
+                              {"name": "web4", "address": "192.0.2.14", "backup": True}]},
     }
     compiled = {b["name"]: b for b in compile_routes([], backends, "main")["backends"]}
     assert compiled["a_pool"]["fallback_servers"] == [
@@ -238,7 +239,7 @@ def test_fallback_servers_stand_in_as_tracking_backups():
     assert [(s["name"], s["id"], s["track"]) for s in compiled["main"]["fallback_servers"]] == [
         ("fallback_web2", 2, "spare/web2"), ("fallback_web3", 3, "spare/web3"),
     ]
-    assert compiled["main"]["fallback_servers"][1]["weight"] == 5
+    assert compiled["main"]["fallback_servers"][1]["weight"] == 5   # web4, spare's own backup, does not stand in
     assert compiled["spare"]["fallback_servers"] == []
 
 
