@@ -35,7 +35,7 @@ from typing import Callable
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab import Lab  # noqa: E402
+from lab import Lab, observe  # noqa: E402
 from lab.probe import Probe, ProbeResult  # noqa: E402
 from lab.topology import load  # noqa: E402
 from lab.vrrp import VRRP_MULTICAST, sender_argv  # noqa: E402
@@ -57,14 +57,7 @@ def vip_address(lab: Lab) -> str:
 
 
 def holders(lab: Lab) -> list[str]:
-    vip = vip_address(lab)
-    out = []
-    for lb in LBS:
-        if lab.is_running(lb):
-            text = lab.exec(lb, ["ip", "-4", "-o", "addr", "show", "dev", IFACE], timeout=10).stdout
-            if f" {vip}/" in text:
-                out.append(lb)
-    return out
+    return observe.vip_holders(lab, list(LBS), vip_address(lab), IFACE)
 
 
 def http_ok(address: str, path: str, timeout: float = 1.0) -> bool:
@@ -90,19 +83,11 @@ def wait_steady(lab: Lab, timeout: float = STEADY_TIMEOUT) -> str:
                                   timeout=10).returncode == 0 for lb in LBS)
             vip = vip_address(lab)
             # The other node must be ready to take over (BACKUP), not still booting (FAULT).
-            ready = all(vrrp_state(lab, lb) == ("MASTER" if lb == held[0] else "BACKUP") for lb in LBS)
+            ready = all(observe.vrrp_state(lab, lb) == ("MASTER" if lb == held[0] else "BACKUP") for lb in LBS)
             if active and ready and all(http_ok(vip, p) for p in ("/", "/a/", "/b/")) and servers_up(lab, held[0]):
                 return held[0]
         time.sleep(0.5)
     raise RuntimeError(f"no steady state within {timeout:.0f} s (holders: {holders(lab)})")
-
-
-def vrrp_state(lab: Lab, lb: str) -> str:
-    """The VRRP state the notify hook journaled last (MASTER, BACKUP, FAULT, ...)."""
-    out = lab.exec(lb, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "20", "-t", "lay7-keepalived"],
-                   timeout=10).stdout
-    states = [line.split("entered state ")[1].split()[0] for line in out.splitlines() if "entered state " in line]
-    return states[-1] if states else "UNKNOWN"
 
 
 def servers_up(lab: Lab, lb: str) -> bool:
@@ -112,17 +97,6 @@ def servers_up(lab: Lab, lb: str) -> bool:
     rows = [line.split() for line in out.splitlines()[1:] if line[:1].isdigit()]
     states = [row[5] for row in rows if len(row) > 5]
     return bool(states) and all(s == "2" for s in states)
-
-
-def transitions(lab: Lab, since: float) -> int:
-    """VRRP state changes the notify hook journaled on both load balancers since a wall time."""
-    count = 0
-    for lb in LBS:
-        if lab.is_running(lb):
-            out = lab.exec(lb, ["journalctl", "--no-pager", "-q", "-o", "cat", "--since", f"@{since:.6f}",
-                                "-t", "lay7-keepalived"], timeout=20).stdout
-            count += sum("entered state MASTER" in line for line in out.splitlines())
-    return count
 
 
 # --------------------------------------------------------------------------- faults
@@ -270,7 +244,7 @@ def trial(lab: Lab, fault: Fault) -> tuple[dict, ProbeResult]:
     result = probe.stop()
     restore_and_wait(lab, fault, holder)
     new_holder = holders(lab)[0]
-    out = {"holder_before": holder, "holder_after": new_holder, "vip_moves": transitions(lab, since)}
+    out = {"holder_before": holder, "holder_after": new_holder, "vip_moves": observe.masters_since(lab, list(LBS), since)}
     for kind in ("new", "keepalive"):
         s = result.summary(kind)
         out[kind] = {k: s[k] for k in ("requests", "failed", "failure_window_s", "first_failure_s",
@@ -317,7 +291,7 @@ def soak(lab: Lab, seconds: float) -> dict:
             if p.poll() is None:
                 p.kill()
     return {"seconds": seconds, "busy_loops": len(loops), "holder_before": holder,
-            "holder_after": holders(lab), "vrrp_transitions": transitions(lab, since)}
+            "holder_after": holders(lab), "vrrp_transitions": observe.masters_since(lab, list(LBS), since)}
 
 
 def picture(samples: dict[str, ProbeResult], path: pathlib.Path) -> None:

@@ -10,7 +10,8 @@ Fixtures: `inventory` (host names, groups, addresses, VIP), `nodes` (testinfra h
 per name, sudo), `vip` (HTTP client to the VIP), `lab` (lab.Lab or skip), `faults`
 (function scoped: injection + restore), `steady` (waits for the healthy state),
 `timings` (session: failover numbers written to build/failover-timings.json).
-Helpers: `wait_for`, `vip_holders`, `journal`, `run_site`, `tcp_connects`.
+Helpers: `wait_for`, `vip_holders`, `holder_and_other`, `journal`, `run_site`, `tcp_connects`
+(the VRRP observations themselves are in lab/observe.py, shared with the benchmark).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from testinfra.utils.ansible_runner import AnsibleRunner
 ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from lab import observe  # noqa: E402  (the repository root is on sys.path only from here)
 
 INTERFACE = "eth1"
 # Routing proof of the seed topology (issue 4, item 1): path -> host that must serve it.
@@ -228,23 +231,14 @@ def lab():
 
 def vip_holders(lab, inventory: Inventory) -> list[str]:
     """Load balancers that currently hold the VIP (read through namespaces: no network needed)."""
-    held = []
-    for name in inventory.loadbalancers:
-        if not lab.is_running(name):
-            continue
-        out = lab.exec(name, ["ip", "-j", "-4", "addr", "show", "dev", INTERFACE], timeout=10).stdout
-        addrs = [a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
-        if inventory.vip in addrs:
-            held.append(name)
-    return held
+    return observe.vip_holders(lab, inventory.loadbalancers, inventory.vip, INTERFACE)
 
 
-def vrrp_state(lab, name: str) -> str:
-    """The VRRP state the notify hook journaled last on a load balancer (MASTER, BACKUP, FAULT)."""
-    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "20", "-t", "lay7-keepalived"],
-                   timeout=10).stdout
-    states = [line.split("entered state ")[1].split()[0] for line in out.splitlines() if "entered state " in line]
-    return states[-1] if states else "UNKNOWN"
+def holder_and_other(lab, inventory: Inventory) -> tuple[str, str]:
+    """The one VIP holder and the load balancer that would take over from it."""
+    held = vip_holders(lab, inventory)
+    assert len(held) == 1, f"expected one VIP holder, found {held}"
+    return held[0], next(lb for lb in inventory.loadbalancers if lb != held[0])
 
 
 def journal(host, since_epoch: float, *selectors: str) -> str:
@@ -288,7 +282,7 @@ class Steady:
         if held not in wanted:
             return False
         # Every other load balancer ready to take over, not still booting or failed.
-        ready = all(vrrp_state(self.lab, lb) == ("MASTER" if lb in held else "BACKUP")
+        ready = all(observe.vrrp_state(self.lab, lb) == ("MASTER" if lb in held else "BACKUP")
                     for lb in self.inventory.loadbalancers)
         return ready and self.vip.routes_ok()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import time
 
-from conftest import journal, vip_holders, wait_for
+from conftest import holder_and_other, journal, vip_holders, wait_for
 from lab.probe import Probe
 from lab.vrrp import VRRP_MULTICAST, sender_argv
 
@@ -27,16 +27,6 @@ DEATH_BOUND = 1.0
 POWER_OFF_MARGIN = 1.2
 # A hung HAProxy is found by the watchdog: 3 failed checks, 1 s apart, each up to 2 s.
 WATCHDOG_BOUND = 15.0
-
-
-def _holder(lab, inventory) -> str:
-    held = vip_holders(lab, inventory)
-    assert len(held) == 1, f"expected one VIP holder, found {held}"
-    return held[0]
-
-
-def _other(inventory, lb: str) -> str:
-    return next(h for h in inventory.loadbalancers if h != lb)
 
 
 @contextlib.contextmanager
@@ -79,8 +69,7 @@ def _brief(sums: dict) -> str:
 
 
 def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, nodes, timings):
-    holder = _holder(lab, inventory)
-    other = _other(inventory, holder)
+    holder, other = holder_and_other(lab, inventory)
     t_wall = time.time()
     with probing(inventory) as run:
         nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
@@ -102,8 +91,7 @@ def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, node
 
 
 def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, timings):
-    holder = _holder(lab, inventory)
-    other = _other(inventory, holder)
+    holder, other = holder_and_other(lab, inventory)
     t_wall = time.time()
     with probing(inventory) as run:
         faults.stop_service(holder, "haproxy.service")
@@ -117,7 +105,7 @@ def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, ti
 
 
 def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
-    holder = _holder(lab, inventory)
+    holder, other = holder_and_other(lab, inventory)
     with probing(inventory, settle=1.0) as run:
         for _ in range(20):
             nodes[holder].run_expect([0], "systemctl reload haproxy")
@@ -128,8 +116,7 @@ def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
 
 
 def test_keepalived_restart_on_backup_keeps_the_vip(faults, inventory, lab, nodes, timings):
-    holder = _holder(lab, inventory)
-    other = _other(inventory, holder)
+    holder, other = holder_and_other(lab, inventory)
     t_wall = time.time()
     with probing(inventory) as run:
         nodes[other].run_expect([0], "systemctl restart keepalived")
@@ -140,8 +127,7 @@ def test_keepalived_restart_on_backup_keeps_the_vip(faults, inventory, lab, node
 
 
 def test_holder_powered_off_backup_takes_over(faults, inventory, lab, timings):
-    holder = _holder(lab, inventory)
-    other = _other(inventory, holder)
+    holder, other = holder_and_other(lab, inventory)
     with probing(inventory) as run:
         faults.kill(holder)
         wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.05)
@@ -161,8 +147,7 @@ def test_holder_powered_off_backup_takes_over(faults, inventory, lab, timings):
 
 def test_hung_haproxy_is_caught_by_the_watchdog(faults, inventory, lab, nodes, timings):
     """A HAProxy that is alive but does not answer sends no event: the watchdog must act."""
-    holder = _holder(lab, inventory)
-    other = _other(inventory, holder)
+    holder, other = holder_and_other(lab, inventory)
     nodes[holder].run_expect([0], "pkill -STOP -x haproxy")
     try:
         took = wait_for(lambda: vip_holders(lab, inventory) == [other], WATCHDOG_BOUND,
@@ -175,7 +160,7 @@ def test_hung_haproxy_is_caught_by_the_watchdog(faults, inventory, lab, nodes, t
 def test_forged_adverts_from_a_non_peer_do_not_move_the_vip(faults, inventory, lab, nodes, timings):
     """Adverts with our router id and priority 254 from a web server, by unicast to both
     load balancers and by multicast: the host firewall drops them before keepalived."""
-    holder = _holder(lab, inventory)
+    holder, other = holder_and_other(lab, inventory)
     forger = inventory.webservers[0]
     targets = [inventory.addresses[lb] for lb in inventory.loadbalancers] + [VRRP_MULTICAST]
     vrid = int(nodes[holder].check_output("sed -n 's/^ *virtual_router_id //p' /etc/keepalived/keepalived.conf"))
@@ -189,7 +174,6 @@ def test_forged_adverts_from_a_non_peer_do_not_move_the_vip(faults, inventory, l
     assert vip_holders(lab, inventory) == [holder], "forged adverts moved the VIP"
     # No transition that moves the VIP (the other node may still be returning to BACKUP
     # from an earlier test: that is not the forger's doing).
-    other = _other(inventory, holder)
     assert "entered state MASTER" not in journal(nodes[other], t_wall, "-t", "lay7-keepalived")
     left = [line for line in journal(nodes[holder], t_wall, "-t", "lay7-keepalived").splitlines() if "entered state" in line]
     assert not left, f"{holder} left MASTER: {left}"
@@ -205,7 +189,6 @@ def test_both_load_balancers_down_then_restored(faults, vip, inventory, lab, tim
     wait_for(lambda: not vip_holders(lab, inventory), 10, "no host holds the VIP")
     assert vip.try_get("/", timeout=2.0) is None, "a request through the VIP succeeded with both load balancers off"
 
-    t0 = time.monotonic()
     for lb in inventory.loadbalancers:
         faults.boot(lb, wait=False)
     took = wait_for(lambda: vip.try_get("/", timeout=0.5) is not None, BOOT_BOUND, "service back through the VIP", 0.2)

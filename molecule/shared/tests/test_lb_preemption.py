@@ -11,23 +11,17 @@ import time
 
 import pytest
 
-from conftest import journal, run_site, vip_holders, wait_for
+from conftest import holder_and_other, journal, run_site, vip_holders, wait_for
 
 FAILOVER_BOUND = 30.0
 # Longer than any preemption takes: master-down timer (3 x 0.1 s) plus the HAProxy start.
 OBSERVE = 5.0
 
 
-def _holder_and_other(lab, inventory) -> tuple[str, str]:
-    held = vip_holders(lab, inventory)
-    assert len(held) == 1, f"expected one VIP holder, found {held}"
-    return held[0], next(lb for lb in inventory.loadbalancers if lb != held[0])
-
-
 def test_nopreempt_leaves_the_vip_where_it_went(faults, vip, inventory, lab, nodes):
     if not inventory.nopreempt:
         pytest.skip("the inventory deploys preemption")
-    holder, other = _holder_and_other(lab, inventory)
+    holder, other = holder_and_other(lab, inventory)
     faults.stop_service(holder, "haproxy.service")
     wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}")
 

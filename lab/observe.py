@@ -1,0 +1,44 @@
+"""What the VRRP cluster looks like right now, read through a lab's `exec` (no network needed).
+
+Shared by the verify suite (molecule/shared/tests) and the failover benchmark, for the nspawn
+lab and the Vagrant VMs alike: both offer `is_running(name)` and `exec(name, argv, timeout=)`.
+"""
+
+from __future__ import annotations
+
+import json
+
+NOTIFY_TAG = "lay7-keepalived"   # the notify hook's syslog identifier (keepalived_vip_notify_log_tag)
+
+
+def vip_holders(lab, loadbalancers: list[str], vip: str, interface: str) -> list[str]:
+    """Load balancers whose `interface` holds the VIP (a VIP on lo during a release is not held)."""
+    held = []
+    for name in loadbalancers:
+        if not lab.is_running(name):
+            continue
+        out = lab.exec(name, ["ip", "-j", "-4", "addr", "show", "dev", interface], timeout=10).stdout
+        addrs = [a["local"] for link in json.loads(out or "[]") for a in link.get("addr_info", [])]
+        if vip in addrs:
+            held.append(name)
+    return held
+
+
+def vrrp_state(lab, name: str) -> str:
+    """The VRRP state the notify hook journaled last on a load balancer (MASTER, BACKUP, FAULT)."""
+    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "20", "-t", NOTIFY_TAG],
+                   timeout=10).stdout
+    states = [line.split("entered state ")[1].split()[0] for line in out.splitlines() if "entered state " in line]
+    return states[-1] if states else "UNKNOWN"
+
+
+def masters_since(lab, loadbalancers: list[str], since_epoch: float) -> int:
+    """Transitions to MASTER the notify hook journaled on the load balancers since a wall time:
+    how often the VIP moved."""
+    count = 0
+    for name in loadbalancers:
+        if lab.is_running(name):
+            out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "--since", f"@{since_epoch:.6f}",
+                                  "-t", NOTIFY_TAG], timeout=20).stdout
+            count += sum("entered state MASTER" in line for line in out.splitlines())
+    return count
