@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import time
 
-from conftest import holder_and_other, journal, vip_holders, wait_for
+import pytest
+
+from conftest import holder_and_other, journal, run_site, vip_holders, wait_for
 from lab.probe import Probe
 from lab.vrrp import VRRP_MULTICAST, sender_argv
 
@@ -112,6 +114,29 @@ def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
             time.sleep(0.25)
     sums = _record(timings, "reloads_20", run["result"])
     assert vip_holders(lab, inventory) == [holder], "a reload moved the VIP"
+    assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
+
+
+@pytest.fixture
+def route_c_deployed(faults, steady):
+    """The inventory's routes plus /c -> b_pool, deployed the real way; the finalizer deploys the
+    inventory's table again (requests `faults` first, so this runs before the steady-state wait)."""
+    routes = [{"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
+              {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"},
+              {"name": "c", "path": "/c", "match": "prefix", "backend": "b_pool"}]
+    yield lambda: run_site({"haproxy_l7_routes": routes}, tags="haproxy_l7", limit="loadbalancers")
+    restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+    assert restored.returncode == 0, f"restoring the inventory's route table failed:\n{restored.stdout[-3000:]}"
+
+
+def test_route_table_deploy_loses_no_request(route_c_deployed, inventory, lab, vip, timings):
+    holder, _other_lb = holder_and_other(lab, inventory)
+    with probing(inventory, settle=1.0) as run:
+        result = route_c_deployed()
+    assert result.returncode == 0, result.stdout[-3000:]
+    sums = _record(timings, "route_deploy", run["result"])
+    assert vip_holders(lab, inventory) == [holder], "the deploy moved the VIP"
+    assert vip.get("/c/x").served_by == "web3", "the new route is not in effect"
     assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
 
 
