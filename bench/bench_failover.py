@@ -135,7 +135,7 @@ def _poweroff(lab: Lab, host: str) -> None:
 
 
 def _reloads(lab: Lab, host: str, count: int = 20) -> None:
-    for _ in range(count):
+    for _reload in range(count):
         lab.exec(host, ["systemctl", "reload", "haproxy"], timeout=30)
         time.sleep(0.25)
 

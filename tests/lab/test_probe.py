@@ -46,7 +46,7 @@ class Server:
             # accepted in the same loop tick as Server.close() trips an assert and leaks its socket.
             for sock in self.server.sockets:
                 self.loop.remove_reader(sock.fileno())
-            for _ in range(3):
+            for _attempt in range(3):
                 await asyncio.sleep(0)
             self.server.close()
             await asyncio.sleep(seconds)

@@ -98,4 +98,3 @@ def test_web2_cable_cut_loses_no_request(faults, inventory, timings):
         timings[f"web_link_cut_{kind}_max_latency_s"] = round(s["max_latency_s"] or 0, 3)
         assert s["failed"] == 0, f"{kind}: {s['failed']} failed, errors {dict(s['errors'])}"
         assert s["max_latency_s"] < STUCK_BOUND, f"{kind}: a request waited {s['max_latency_s']:.1f} s"
-

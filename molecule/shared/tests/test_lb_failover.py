@@ -109,7 +109,7 @@ def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, ti
 def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
     holder, other = holder_and_other(lab, inventory)
     with probing(inventory, settle=1.0) as run:
-        for _ in range(20):
+        for _reload in range(20):
             nodes[holder].run_expect([0], "systemctl reload haproxy")
             time.sleep(0.25)
     sums = _record(timings, "reloads_20", run["result"])
