@@ -335,6 +335,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--soak", type=float, default=600.0, help="soak seconds (0: none)")
     ap.add_argument("--no-picture", action="store_true")
+    ap.add_argument("--output", type=pathlib.Path, default=RESULTS,
+                    help="results file (a partial run should not replace the full one)")
     args = ap.parse_args()
     chosen = [f for f in FAULTS if not args.faults or f.name in args.faults.split(",")]
 
@@ -369,11 +371,11 @@ def main() -> int:
         if args.soak > 0:
             report["soak"] = soak(lab, args.soak)
             print(f"soak: {report['soak']}", flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         if samples and not args.no_picture:
             picture(samples, PICTURE)
-        print(f"wrote {RESULTS.relative_to(ROOT)}")
+        print(f"wrote {args.output}")
     finally:
         if started_here:
             lab.down()
