@@ -95,7 +95,7 @@ def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, node
 # A planned move can still cost a connection whose handshake straddles the move (SYN
 # answered by the old holder, ACK sent to the new one after the client's ARP cache switched:
 # one round trip). During the handover keep-alive clients reconnect for every request too,
-# so either kind can meet it. Measured: one request in one of five planned stops
+# so either kind can meet it. Measured: one request in 5 of 30 planned moves
 # (docs/failover.md). At most that one per client kind, and of that kind only.
 STRADDLE_LOSS = 1
 
