@@ -35,7 +35,7 @@ from typing import Callable
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lab import Lab, observe  # noqa: E402
+from lab import Lab, observe, site  # noqa: E402
 from lab.probe import Probe, ProbeResult  # noqa: E402
 from lab.topology import load  # noqa: E402
 from lab.vrrp import VRRP_MULTICAST, sender_argv  # noqa: E402
@@ -214,15 +214,7 @@ FAULTS = [
 
 # --------------------------------------------------------------------------- running
 def run_site(extra: dict, tags: str | None = None, limit: str | None = None) -> None:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
-    argv = [str(pathlib.Path(sys.executable).with_name("ansible-playbook")), "-i", str(INVENTORY),
-            str(ROOT / "site.yml"), "-e", json.dumps(extra)]
-    if tags:
-        argv += ["--tags", tags]
-    if limit:
-        argv += ["--limit", limit]
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
+    done = site.run_site(INVENTORY, extra, tags=tags, limit=limit, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"site.yml failed ({done.returncode}):\n{done.stdout[-3000:]}")
 

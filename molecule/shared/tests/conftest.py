@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lab import observe  # noqa: E402  (the repository root is on sys.path only from here)
+from lab import observe, site  # noqa: E402  (the repository root is on sys.path only from here)
 
 INTERFACE = "eth1"
 # Routing proof of the seed topology (issue 4, item 1): path -> host that must serve it.
@@ -63,15 +63,7 @@ def run_site(extra: dict, tags: str | None = None, timeout: float = 300,
     """Run the real site playbook from the control node against the inventory under test
     (limit: e.g. "loadbalancers" for a change that only concerns them; every task on a
     software-emulated VM costs seconds)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    argv = [str(playbook), "-i", inventory_path(), str(ROOT / "site.yml"), "-e", json.dumps(extra)]
-    if tags:
-        argv += ["--tags", tags]
-    if limit:
-        argv += ["--limit", limit]
-    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return site.run_site(inventory_path(), extra, tags=tags, limit=limit, timeout=timeout)
 
 
 # --------------------------------------------------------------------------- waiting

@@ -1,0 +1,31 @@
+"""Run the collection's real site playbook from the control node, as an operator would.
+
+Shared by the verify suite (against the inventory Molecule converged) and the failover
+benchmark (against inventory/lab): one place knows how the repository's collection, config and
+playbook are put together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_site(inventory: str | Path, extra: dict, tags: str | None = None, limit: str | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
+    """ansible-playbook site.yml with `extra` as extra vars (the highest precedence); the
+    result is returned, not checked: callers decide what a failure means."""
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    playbook = Path(sys.executable).with_name("ansible-playbook")
+    argv = [str(playbook), "-i", str(inventory), str(ROOT / "site.yml"), "-e", json.dumps(extra)]
+    if tags:
+        argv += ["--tags", tags]
+    if limit:
+        argv += ["--limit", limit]
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
