@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import observe
 from .core import Lab
 from .errors import LabError
 
@@ -49,22 +50,16 @@ def get(address: str, path: str, port: int = 80, timeout: float = 3.0) -> tuple[
 
 
 def vip_holder(lab: Lab) -> str | None:
-    vip = str(lab.topo.vip)
-    for name in lab.topo.groups["loadbalancers"]:
-        if not lab.is_running(name):
-            continue
-        out = lab.exec(name, ["ip", "-o", "-4", "addr", "show", "dev", lab.topo.interface]).stdout
-        if f" {vip}/" in out:
-            return name
-    return None
+    held = observe.vip_holders(lab, list(lab.topo.groups["loadbalancers"]), str(lab.topo.vip), lab.topo.interface)
+    return held[0] if held else None
 
 
-def wait(predicate, bound: float) -> float | None:
+def wait(predicate, bound: float, interval: float = 0.1) -> float | None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < bound:
         if predicate():
             return time.monotonic() - t0
-        time.sleep(0.1)
+        time.sleep(interval)
     return None
 
 
@@ -89,29 +84,32 @@ def prove_routing(vip: str) -> bool:
 
 def prove_failover(lab: Lab) -> bool:
     vip = str(lab.topo.vip)
-    master = lab.topo.groups["loadbalancers"][0]
-    # After a fresh deploy the backup (deployed first) may hold the VIP until the
-    # master, priority 101, has come up and preempted it.
-    settled = wait(lambda: vip_holder(lab) == master, FAILOVER_BOUND)
+    # nopreempt: whichever load balancer took the VIP first keeps it; the demo waits only
+    # until the other one is ready to take over (BACKUP).
+    wait(lambda: vip_holder(lab) is not None, FAILOVER_BOUND)
     holder = vip_holder(lab)
-    say(f"\n==> VIP {vip} held by {holder}" + (" (the priority master)" if settled is not None else ""))
     others = [n for n in lab.topo.groups["loadbalancers"] if n != holder]
+    wait(lambda: all(observe.vrrp_state(lab, n) == "BACKUP" for n in others), FAILOVER_BOUND)
+    say(f"\n==> VIP {vip} held by {holder}")
     if holder is None or not others:
         say("    no load balancer holds the VIP")
         return False
-    say(f"==> failover: stopping haproxy on {holder}")
+    say(f"==> planned failover: systemctl stop haproxy on {holder} (connections turned over, VIP handed on, then stop)")
+    t0 = time.monotonic()
     lab.exec(holder, ["systemctl", "stop", "haproxy"], check=True)
     try:
-        moved = wait(lambda: vip_holder(lab) in others, FAILOVER_BOUND)
+        moved = wait(lambda: vip_holder(lab) in others, FAILOVER_BOUND, 0.02)
         status, served = get(vip, "/")
-        say(f"    VIP moved to {vip_holder(lab)} after {moved:.1f} s; GET / -> {status} from {served}"
+        say(f"    stopped after {time.monotonic() - t0:.1f} s, VIP on {vip_holder(lab)}; GET / -> {status} from {served}"
             if moved is not None else f"    VIP did not move within {FAILOVER_BOUND:.0f} s")
         return moved is not None and status == 200
     finally:
         lab.exec(holder, ["systemctl", "start", "haproxy"], check=True)
-        back = wait(lambda: vip_holder(lab) == holder, FAILOVER_BOUND)
-        say(f"    haproxy started again on {holder}; VIP on {vip_holder(lab)}"
-            + (f" again after {back:.1f} s" if back is not None else f" (not back within {FAILOVER_BOUND:.0f} s)"))
+        ready = wait(lambda: observe.vrrp_state(lab, holder) == "BACKUP", FAILOVER_BOUND)
+        say(f"    haproxy started again on {holder}; "
+            + (f"{holder} ready to take over again (BACKUP) after {ready:.1f} s" if ready is not None
+               else f"{holder} not back in BACKUP within {FAILOVER_BOUND:.0f} s")
+            + f"; the VIP stays on {vip_holder(lab)} (nopreempt: every move resets open keep-alive connections)")
 
 
 def main() -> int:
