@@ -75,6 +75,7 @@ def base_vars(tmp: Path) -> dict:
         "haproxy_l7_config_file": str(tmp / "haproxy.cfg"),
         "haproxy_l7_map_dir": str(tmp / "maps"),
         "haproxy_l7_errors_dir": str(tmp / "errors"),
+        "haproxy_l7_path_parents": [str(tmp)],
         "haproxy_l7_manage_service": False,
     }
 
@@ -204,9 +205,10 @@ def test_rejected_config_keeps_previous_files(tmp_path):
     cfg_before = (tmp_path / "haproxy.cfg").read_text()
     maps_before = {p.name: p.read_text() for p in (tmp_path / "maps").glob("*.map")}
 
-    # New routes (new map content) together with a value HAProxy rejects.
+    # New routes (new map content) together with a value only HAProxy can reject: a
+    # well-formed server host name that does not resolve (the preflight cannot know).
     extra["haproxy_l7_routes"].append({"name": "c", "path": "/c", "match": "prefix", "backend": "b_pool"})
-    extra["haproxy_l7_timeout_check"] = "ten-seconds"
+    extra["haproxy_l7_backends"]["b_pool"]["servers"][0]["address"] = "web3.lay7-unresolvable.invalid"
     result = run_role(tmp_path, extra)
     assert result.returncode != 0
     assert "rejected by" in result.stdout + result.stderr
