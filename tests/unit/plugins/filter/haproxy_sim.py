@@ -3,8 +3,8 @@
 It lets unit tests run the *compiled* rules (ACL and map form) against requests without a
 real HAProxy, following HAProxy 2.6 semantics: ``http-request`` rules run in order before any
 ``use_backend``; ``use_backend`` rules are evaluated in file order, first match wins, then
-``default_backend``; ``-m reg`` searches (it is not implicitly anchored); ``map_beg`` returns
-the longest matching key. Anything outside the known subset raises, so an emitter change
+``default_backend``; ``-m reg`` searches (it is not implicitly anchored) the path's bytes, as
+PCRE2 without UTF does; ``map_beg`` returns the longest matching key. Anything outside the known subset raises, so an emitter change
 cannot slip past the tests by being silently ignored. tests/integration checks the same
 behaviour against the real binary.
 """
@@ -144,7 +144,7 @@ class Frontend:
                 return True
             if match == "end" and value.endswith(p):
                 return True
-            if match == "reg" and re.search(p, value):
+            if match == "reg" and re.search(p.encode("ascii"), value.encode("utf-8", "surrogateescape")):
                 return True
         return False
 

@@ -37,7 +37,9 @@ def path_matches(route: dict, path: str | None) -> bool:
         # path-element prefix: "/a" matches "/a" and "/a/..." only
         return path == want or path.startswith(want + "/")
     if match == "regex":
-        return re.fullmatch(want, path) is not None
+        # As HAProxy's PCRE2 (no UTF) runs it: on the path's bytes, with ASCII-only \d \w \s
+        # and '.' matching one byte. A str pattern would make them Unicode-aware.
+        return re.fullmatch(want.encode("ascii"), path.encode("utf-8", "surrogateescape")) is not None
     raise ValueError(match)
 
 

@@ -966,3 +966,487 @@ def test_output_is_identical_across_processes_and_hash_seeds():
         res = subprocess.run([sys.executable, "-c", script], input=payload, capture_output=True, text=True, env=env, check=True)
         outputs.add(res.stdout)
     assert len(outputs) == 1
+
+
+# ------------------------------------------------------------------ regex subset
+
+# Every regex here is refused, with the reason: each is read differently by Python's re and
+# HAProxy's PCRE2, or is outside what the subset needs (docs/routing.md, "Regex subset").
+REGEX_REJECTED = [
+    pytest.param("/a{,3}", "{,n} is a repetition in Python 3.11 but literal text in PCRE2", id="brace-no-min"),
+    pytest.param("/[[:digit:]]+", "'[' inside [...] must be escaped", id="posix-class"),
+    pytest.param("/[:alpha:]", "looks like a POSIX class", id="posix-class-bare"),
+    pytest.param("/[[.a.]]", "'[' inside [...] must be escaped", id="posix-collating"),
+    pytest.param("/\\u0041", "\\u is a Unicode escape", id="escape-u"),
+    pytest.param("/\\U00000041", "\\U is a Unicode escape", id="escape-U"),
+    pytest.param("/\\N{DIGIT_ONE}", "\\N{...} is a Unicode name escape", id="escape-N"),
+    pytest.param("/\\x{41}", "\\x{...} is PCRE2 syntax", id="escape-x-brace"),
+    pytest.param("/\\x4", "exactly two hex digits", id="escape-x-short"),
+    pytest.param("/\\xZZ", "exactly two hex digits", id="escape-x-nonhex"),
+    pytest.param("/\\p{L}", "\\p{...} is a Unicode property", id="escape-p"),
+    pytest.param("/(?P<id>[0-9]+)", "named groups are not in the subset", id="named-group-python"),
+    pytest.param("/(?<id>[0-9]+)", "named groups are not in the subset", id="named-group-pcre"),
+    pytest.param("/(?'id'[0-9]+)", "named groups are not in the subset", id="named-group-quote"),
+    pytest.param("/(a)(?P=a)", "named back references", id="named-backref"),
+    pytest.param("/(a)\\1", "back references and octal escapes", id="backref"),
+    pytest.param("/\\0", "back references and octal escapes", id="octal"),
+    pytest.param("/(a)\\k<a>", "named back references", id="backref-k"),
+    pytest.param("/(?<=a)b", "lookbehind is not in the subset", id="lookbehind"),
+    pytest.param("/(?<!a)b", "lookbehind is not in the subset", id="neg-lookbehind"),
+    pytest.param("/a(?=b)b", "lookahead is not in the subset", id="lookahead"),
+    pytest.param("/a(?!b)", "lookahead is not in the subset", id="neg-lookahead"),
+    pytest.param("/(?i)a", "inline flags", id="flag-i"),
+    pytest.param("/(?s:.)", "inline flags", id="flag-scoped"),
+    pytest.param("/(?x)a b", "whitespace, control or non-ASCII", id="flag-x-space"),
+    pytest.param("/(?u)a", "inline flags", id="flag-u"),
+    pytest.param("/a*+", "possessive quantifiers", id="possessive"),
+    pytest.param("/a{2}+", "possessive quantifiers", id="possessive-count"),
+    pytest.param("/(?>a+)b", "atomic groups", id="atomic"),
+    pytest.param("/(?#comment)a", "comments are not in the subset", id="comment"),
+    pytest.param("/(?(1)a|b)", "conditional groups", id="conditional"),
+    pytest.param("/(?|a|b)", "branch reset", id="branch-reset"),
+    pytest.param("/(*UTF)a", "PCRE2 verb", id="verb"),
+    pytest.param("/a\\Z", "\\Z means end of string in Python", id="anchor-Z"),
+    pytest.param("/a\\z", "\\z is PCRE2 syntax", id="anchor-z"),
+    pytest.param("/\\Aa", "\\A is not in the subset", id="anchor-A"),
+    pytest.param("/a\\b", "word boundaries", id="word-boundary"),
+    pytest.param("/a\\G", "\\G is PCRE2 syntax", id="anchor-G"),
+    pytest.param("/a$", "'$' is not in the subset", id="dollar"),
+    pytest.param("/a|/b$", "'$' is not in the subset", id="dollar-alt"),
+    pytest.param("/(^/a)", "'^' is not in the subset", id="caret-inner"),
+    pytest.param("/\\Qa.b\\E", "\\Q...\\E quoting", id="quote-QE"),
+    pytest.param("/\\h", "\\h and \\H are PCRE2 syntax", id="escape-h"),
+    pytest.param("/\\R", "\\R is PCRE2 syntax", id="escape-R"),
+    pytest.param("/\\K", "\\K is PCRE2 syntax", id="escape-K"),
+    pytest.param("/\\v", "\\v means a vertical tab in Python", id="escape-v"),
+    pytest.param("/\\t", "the escape \\t is not in the subset", id="escape-t"),
+    pytest.param("/\\n", "the escape \\n is not in the subset", id="escape-n"),
+    pytest.param("/\\q", "the escape \\q is not in the subset", id="escape-unknown"),
+    pytest.param("/a\\", "ends with a lone backslash", id="trailing-backslash"),
+    pytest.param("/[\\b]", "\\b inside [...]", id="class-backspace"),
+    pytest.param("/a**", "a repetition of a repetition", id="double-star"),
+    pytest.param("/a{2}{3}", "a repetition of a repetition", id="double-count"),
+    pytest.param("/a??*", "a repetition of a repetition", id="lazy-then-star"),
+    pytest.param("/*a", "every match must start with '/'", id="slash-star-a"),
+    pytest.param("(/|*a)", "'*' has nothing to repeat", id="star-first"),
+    pytest.param("/(+a)", "'+' has nothing to repeat", id="plus-in-group"),
+    pytest.param("/a|?", "'?' has nothing to repeat", id="question-alt"),
+    pytest.param("/a{", "a literal '{' must be escaped", id="lone-brace"),
+    pytest.param("/a{x}", "a literal '{' must be escaped", id="brace-text"),
+    pytest.param("/a{1,x}", "a repetition must be {n}, {n,} or {n,m}", id="brace-bad-max"),
+    pytest.param("/a{3,1}", "minimum above its maximum", id="brace-backwards"),
+    pytest.param("/a{1001}", "repetition counts above 1000", id="count-too-big"),
+    pytest.param("/a{99999999999}", "repetition counts above 1000", id="count-huge"),
+    pytest.param("/(/{2}", "missing ')'", id="unclosed-group"),
+    pytest.param("/a)", "this ')' closes no group", id="stray-paren"),
+    pytest.param("/a]", "a literal ']' must be escaped", id="stray-bracket"),
+    pytest.param("/a}", "a literal '}' must be escaped", id="stray-brace"),
+    pytest.param("/[a", "missing ']'", id="unclosed-class"),
+    pytest.param("/[]a]", "a ']' right after '['", id="class-bracket-first"),
+    pytest.param("/[^]a]", "a ']' right after '['", id="class-neg-bracket-first"),
+    pytest.param("/[a-z-0]", "a literal '-' inside [...]", id="class-dash-middle"),
+    pytest.param("/[!--]", "a range cannot end with an unescaped '-'", id="class-dash-range"),
+    pytest.param("/[\\d-z]", "a range cannot start with a class escape", id="class-range-escape"),
+    pytest.param("/[a-\\d]", "a range cannot end with a class escape", id="class-range-escape-end"),
+    pytest.param("/[z-a]", "is backwards", id="class-range-backwards"),
+    pytest.param("/[a&&b]", "set operation", id="class-set-op"),
+    pytest.param("/[a||b]", "set operation", id="class-set-or"),
+    pytest.param("/?", "can match an empty path", id="empty-match"),
+    pytest.param("/a|", "can match an empty path", id="empty-alternative"),
+    pytest.param("/*", "can match an empty path", id="slash-star"),
+    pytest.param("/a|b", "every match must start with '/'", id="alt-without-slash"),
+    pytest.param("/?a", "every match must start with '/'", id="optional-slash"),
+    pytest.param("/({1,2})", "'{' has nothing to repeat", id="count-first"),
+    pytest.param("(/a)|b", "every match must start with '/'", id="group-then-alt"),
+    pytest.param("(a)/", "every match must start with '/'", id="group-without-slash"),
+    pytest.param("^/a", "must be a string starting with '/' (or '(' for a regex)", id="caret-first"),
+    pytest.param("/" + "(" * 33 + "a" + ")" * 33, "nested more than 32 deep", id="too-deep"),
+    pytest.param("/" + "a" * 1000, "is 1001 characters long; at most 1000", id="too-long"),
+    pytest.param("/" + "x" * 100000, "is 100001 characters long", id="very-long"),
+    pytest.param("/([a-z]){600}", "compiled regex too large", id="pcre2-too-large"),
+    pytest.param("/((a{1,9}){99}){99}", "compiled regex too large", id="pcre2-nested-counts"),
+    pytest.param("/a\u00e9", "whitespace, control or non-ASCII", id="non-ascii"),
+    pytest.param("/a\n", "whitespace, control or non-ASCII", id="trailing-newline"),
+    pytest.param("/a\tb", "whitespace, control or non-ASCII", id="tab"),
+]
+
+
+@pytest.mark.parametrize(("regex", "reason"), REGEX_REJECTED)
+def test_regex_outside_the_subset_is_refused_with_the_reason(regex, reason):
+    routes = [{"name": "ok", "path": "/ok", "backend": "a_pool"}, {"name": "rx", "path": regex, "match": "regex", "backend": "b_pool"}]
+    with pytest.raises(AnsibleFilterError) as err:
+        compile_routes(routes, SEED_BACKENDS, "main")
+    msg = str(err.value)
+    assert msg.startswith(f"route 'rx' (index 1): path {repr(regex)[:60]}"), msg
+    assert reason in msg, msg
+    assert len(msg) < 600, msg  # a 100,000-character regex is cut in the message
+
+
+# Accepted regexes and what they route: the reference matcher runs them as bytes, like PCRE2;
+# tests/integration sends the same table through the real HAProxy.
+REGEX_ROUTES = [
+    {"name": "digits", "path": "/d/\\d+", "match": "regex", "backend": "r1"},
+    {"name": "word", "path": "/w/\\w{2,3}", "match": "regex", "backend": "r2"},
+    {"name": "dot", "path": "/u/.", "match": "regex", "backend": "r3"},
+    {"name": "lazy", "path": "/l/a+?b*?", "match": "regex", "backend": "r1"},
+    {"name": "count", "path": "/c/x{0,3}", "match": "regex", "backend": "r2"},
+    {"name": "open", "path": "/o/(ab){2,}", "match": "regex", "backend": "r3"},
+    {"name": "cls", "path": "/k/[-a-c\\]\\\\.]+", "match": "regex", "backend": "r4"},
+    {"name": "neg", "path": "/n/[^/]+\\.html", "match": "regex", "backend": "r1"},
+    {"name": "hex", "path": "/x/\\x41\\x2f", "match": "regex", "backend": "r2"},
+    {"name": "alt", "path": "(/v1|/v2)/(?:users|groups)(/[0-9]+)*", "match": "regex", "backend": "r3"},
+    {"name": "brace", "path": "/b/\\{id\\}", "match": "regex", "backend": "r4"},
+    {"name": "punct", "path": "/p/[!$&'()*+,;=:@~]+", "match": "regex", "backend": "r1"},
+    {"name": "nonspace", "path": "/s/\\S+\\W\\D", "match": "regex", "backend": "r2"},
+]
+REGEX_REQUESTS = [
+    ("/d/123", "r1"), ("/d/", "main"), ("/d/12a", "main"), ("/d/\u0663", "main"), ("/d/%D9%A3", "main"),
+    ("/w/ab", "r2"), ("/w/a_1", "r2"), ("/w/abcd", "main"), ("/w/\u00e9\u00e9", "main"), ("/w/a", "main"),
+    ("/u/a", "r3"), ("/u/\u00fc", "main"), ("/u/", "main"), ("/u/ab", "main"),
+    ("/l/ab", "r1"), ("/l/aab", "r1"), ("/l/b", "main"),
+    ("/c/", "r2"), ("/c/xxx", "r2"), ("/c/xxxx", "main"), ("/c/x{,3}", "main"),
+    ("/o/abab", "r3"), ("/o/ab", "main"), ("/o/ababab", "r3"),
+    ("/k/a-c]", "r4"), ("/k/\\.", "r4"), ("/k/d", "main"),
+    ("/n/x.html", "r1"), ("/n/a/x.html", "main"), ("/n/x.htm", "main"),
+    ("/x/A/", "r2"), ("/x/a/", "main"),
+    ("/v1/users", "r3"), ("/v2/groups/1/22", "r3"), ("/v3/users", "main"), ("/v1/users/", "main"),
+    ("/b/{id}", "r4"), ("/b/id", "main"),
+    ("/p/!$&'()*+,;=:@~", "r1"), ("/p/a", "main"),
+    ("/s/ab-x", "r2"), ("/s/a-1", "main"), ("/s/ab/", "main"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("target", "expected"), REGEX_REQUESTS)
+def test_regex_subset_routes_as_bytes(target, expected):
+    assert_routes(REGEX_ROUTES, BE, "main", target, expected)
+
+
+def test_regex_subset_at_its_limits_is_accepted():
+    for regex in ("/" + "a" * 999, "/" + "(" * 32 + "a" + ")" * 32, "/([a-z]){400}", "/a{1000}", "/(a{1000}){10}"):
+        compile_routes([{"name": "rx", "path": regex, "match": "regex", "backend": "r1"}], BE, "main")
+
+
+# ------------------------------------------------------------------ server addresses and ports
+
+
+def _server_backends(**server) -> dict:
+    backends = copy.deepcopy(SEED_BACKENDS)
+    backends["b_pool"]["servers"] = [dict({"name": "web3", "address": "192.0.2.13"}, **server)]
+    return backends
+
+
+BAD_ADDRESSES = [
+    pytest.param("0.0.0.0", "unspecified (wildcard)", id="v4-any"),
+    pytest.param("::", "unspecified (wildcard)", id="v6-any"),
+    pytest.param("::0", "unspecified (wildcard)", id="v6-any-long"),
+    pytest.param("0:0:0:0:0:0:0:0", "unspecified (wildcard)", id="v6-any-full"),
+    pytest.param("0", "not a valid IPv4 address", id="zero"),
+    pytest.param("000.000.000.000", "not a valid IPv4 address", id="v4-any-zeros"),
+    pytest.param("0.1.2.3", "0.0.0.0/8", id="this-network"),
+    pytest.param("224.0.0.18", "multicast", id="v4-multicast"),
+    pytest.param("239.255.255.250", "multicast", id="v4-multicast-ssdp"),
+    pytest.param("ff02::12", "multicast", id="v6-multicast"),
+    pytest.param("255.255.255.255", "the broadcast address", id="broadcast"),
+    pytest.param("240.0.0.1", "reserved range 240.0.0.0/4", id="reserved"),
+    pytest.param("192.0.2.31:8080", "includes a port", id="with-port"),
+    pytest.param("web1:80", "includes a port", id="name-with-port"),
+    pytest.param("[2001:db8::1]", "without brackets", id="v6-brackets"),
+    pytest.param("[2001:db8::1]:80", "without brackets", id="v6-brackets-port"),
+    pytest.param("]]]", "without brackets", id="brackets"),
+    pytest.param("2001:db8::g", "not a valid IPv6 address", id="v6-bad"),
+    pytest.param("fe80::1%eth0", "zone index", id="v6-zone"),
+    pytest.param("999.999.999.999", "not a valid IPv4 address", id="v4-out-of-range"),
+    pytest.param("192.000.002.031", "not a valid IPv4 address", id="v4-leading-zeros"),
+    pytest.param("192.0.2", "not a valid IPv4 address", id="v4-three-parts"),
+    pytest.param("192.0.2.1.", "not a valid IPv4 address", id="v4-trailing-dot"),
+    pytest.param("3232235777", "not a valid IPv4 address", id="v4-as-integer"),
+    pytest.param("0x7f.1", "not a valid IPv4 address", id="v4-hex"),
+    pytest.param("192.0.2.31\n", "whitespace, control or non-ASCII", id="trailing-newline"),
+    pytest.param("192.0.2.31\r", "whitespace, control or non-ASCII", id="trailing-cr"),
+    pytest.param("web1\nserver evil 203.0.113.9:80", "whitespace, control or non-ASCII", id="injection"),
+    pytest.param(" 192.0.2.31", "whitespace, control or non-ASCII", id="leading-space"),
+    pytest.param("192.0.2.31\x00", "whitespace, control or non-ASCII", id="nul"),
+    pytest.param("web\u00e9.example.com", "whitespace, control or non-ASCII", id="non-ascii"),
+    pytest.param("", "must be an IP address or host name", id="empty"),
+    pytest.param(None, "must be an IP address or host name", id="none"),
+    pytest.param(3232235777, "must be an IP address or host name", id="integer"),
+    pytest.param(["192.0.2.1"], "must be an IP address or host name", id="list"),
+    pytest.param("-web1", "neither an IP address nor an RFC 1123 host name", id="leading-hyphen"),
+    pytest.param("web_1.example.com", "neither an IP address nor an RFC 1123 host name", id="underscore"),
+    pytest.param("a..example.com", "neither an IP address nor an RFC 1123 host name", id="empty-label"),
+    pytest.param("x" * 64 + ".example.com", "neither an IP address nor an RFC 1123 host name", id="label-too-long"),
+    pytest.param(".".join(["abcdefgh"] * 30) + ".com", "neither an IP address nor an RFC 1123 host name", id="name-too-long"),
+    pytest.param("ipv6@::1", "not a valid IPv6 address", id="haproxy-prefix"),
+    pytest.param("ipv4@192.0.2.1", "not a valid IPv4 address", id="haproxy-prefix-v4"),
+    pytest.param("unix@/run/x.sock", "neither an IP address nor an RFC 1123 host name", id="haproxy-unix"),
+    pytest.param("/run/x.sock", "neither an IP address nor an RFC 1123 host name", id="socket-path"),
+    pytest.param("${HOST}", "neither an IP address nor an RFC 1123 host name", id="env-var"),
+    pytest.param("http://web1", "not a valid IPv6 address", id="url"),
+]
+
+
+@pytest.mark.parametrize(("address", "reason"), BAD_ADDRESSES)
+def test_bad_server_address_names_backend_server_field_and_value(address, reason):
+    with pytest.raises(AnsibleFilterError) as err:
+        compile_routes(SEED_ROUTES, _server_backends(address=address), "main")
+    msg = str(err.value)
+    assert msg.startswith(f"backend 'b_pool' server 'web3' (index 0): address {repr(address)[:50]}"), msg
+    assert reason in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("address", "emitted"),
+    [
+        ("192.0.2.31", "192.0.2.31"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("2001:DB8:0::1", "2001:db8::1"),
+        ("::1", "::1"),
+        ("::ffff:192.0.2.1", "::ffff:c000:201"),
+        ("web1", "web1"),
+        ("web-1.example.com", "web-1.example.com"),
+        ("Web1.Example.COM.", "Web1.Example.COM."),
+        ("1.example.com", "1.example.com"),
+        ("123abc", "123abc"),
+    ],
+)
+def test_good_server_address(address, emitted):
+    compiled = compile_routes(SEED_ROUTES, _server_backends(address=address), "main")
+    assert [b for b in compiled["backends"] if b["name"] == "b_pool"][0]["servers"][0]["address"] == emitted
+
+
+BAD_PORTS = [
+    pytest.param("5" * 5000, "port must be an integer 1..65535, got '55555555555555555555555555555555555555555555555555555555555...", id="5000-digits"),
+    pytest.param(10**5000, "port an integer of about", id="5000-digit-int"),
+    pytest.param(0, "port 0 is out of range 1..65535", id="zero"),
+    pytest.param(65536, "port 65536 is out of range 1..65535", id="too-big"),
+    pytest.param(-80, "port -80 is out of range 1..65535", id="negative"),
+    pytest.param("-80", "port must be an integer 1..65535, got '-80'", id="negative-string"),
+    pytest.param("+80", "port must be an integer 1..65535, got '+80'", id="plus-string"),
+    pytest.param("80 ", "port must be an integer 1..65535, got '80 '", id="trailing-space"),
+    pytest.param("80\n", "port must be an integer 1..65535, got '80\\n'", id="trailing-newline"),
+    pytest.param("8_080", "port must be an integer 1..65535, got '8_080'", id="underscore"),
+    pytest.param("0x50", "port must be an integer 1..65535, got '0x50'", id="hex"),
+    pytest.param("\u0668\u0660", "port must be an integer 1..65535, got '\u0668\u0660'", id="arabic-digits"),
+    pytest.param("", "port must be an integer 1..65535, got ''", id="empty"),
+    pytest.param(80.0, "port must be an integer 1..65535, got 80.0", id="float"),
+    pytest.param(None, "port must be an integer 1..65535, got None", id="none"),
+    pytest.param(True, "port must be an integer, got True", id="bool"),
+    pytest.param([80], "port must be an integer 1..65535, got [80]", id="list"),
+    pytest.param({"p": 80}, "port must be an integer 1..65535, got {'p': 80}", id="dict"),
+    pytest.param("99999", "port 99999 is out of range 1..65535", id="string-too-big"),
+    pytest.param("100000", "port must be an integer 1..65535, got '100000'", id="string-six-digits"),
+]
+
+
+@pytest.mark.parametrize(("port", "message"), BAD_PORTS)
+def test_bad_port_names_backend_server_and_field(port, message):
+    with pytest.raises(AnsibleFilterError) as err:
+        compile_routes(SEED_ROUTES, _server_backends(port=port), "main")
+    msg = str(err.value)
+    assert msg.startswith("backend 'b_pool' server 'web3' (index 0): "), msg
+    assert message in msg, msg
+    assert len(msg) < 300, msg
+
+
+@pytest.mark.parametrize(
+    ("weight", "message"),
+    [
+        ("1" * 5000, "weight must be an integer 0..256"),
+        (257, "weight 257 is out of range 0..256"),
+        ("12\n", "weight must be an integer 0..256, got '12\\n'"),
+    ],
+)
+def test_bad_weight_names_backend_server_and_field(weight, message):
+    with pytest.raises(AnsibleFilterError, match=r"^backend 'b_pool' server 'web3' \(index 0\): ") as err:
+        compile_routes(SEED_ROUTES, _server_backends(weight=weight), "main")
+    assert message in str(err.value)
+
+
+# ------------------------------------------------------------------ fuzz: nothing crashes
+
+_HOSTILE = [
+    "", " ", "\n", "/a\n", "/a\r\nX: y", "\x00", "\u2028", "\ufeff/a", "/\udcff", "'", '"', "\\", "#", "%",
+    "/a{,3}", "/[[:digit:]]", "/" + "x" * 5000, "5" * 5000, "999.999.999.999", "]]]", "0", "::",
+    "192.0.2.31:8080", "*", "*.", "*.*.com", "a" * 300, "${x}", "{{ x }}", "%[src]", "\u0663",
+]  # fmt: skip
+_HOSTILE_VALUES = _HOSTILE + [None, True, 0, -1, 2**70, 10**5000, 1.5, float("nan"), [], [1], {}, {"a": 1}, b"/a", ("/a",)]
+
+
+def _mutate(rng: random.Random, table: dict) -> None:
+    """Replace one value (or key) somewhere in the table with a hostile one."""
+    kind = rng.choice(["route", "backend", "server", "key", "top"])
+    value = rng.choice(_HOSTILE_VALUES)
+    routes = table["routes"] if isinstance(table["routes"], list) else []
+    routes = [r for r in routes if isinstance(r, dict)]
+    backends = table["backends"] if isinstance(table["backends"], dict) else {}
+    backends = [b for _name, b in sorted(backends.items(), key=lambda kv: kv[0] if isinstance(kv[0], str) else type(kv[0]).__name__) if isinstance(b, dict)]
+    if kind == "route" and routes:
+        rng.choice(routes)[rng.choice(["name", "path", "match", "host", "methods", "backend"])] = value
+    elif kind == "backend" and backends:
+        rng.choice(backends)[rng.choice(["fallback", "balance", "persistence", "cookie_name", "check_path", "servers"])] = value
+    elif kind == "server" and backends:
+        servers = rng.choice(backends).get("servers")
+        if isinstance(servers, list) and servers and isinstance(servers[0], dict):
+            servers[0][rng.choice(["name", "address", "port", "weight", "backup"])] = value
+    elif kind == "key" and routes:
+        rng.choice(routes)[value if isinstance(value, (str, int)) else "x"] = "/a"
+    else:
+        key = rng.choice(["routes", "backends", "default", "mode", "map_threshold", "map_dir"])
+        table[key] = value
+
+
+def test_fuzzed_tables_never_crash_and_messages_stay_short():
+    rng = random.Random(10)
+    refused = 0
+    for _table in range(3000):
+        routes, backends = _random_table(rng)
+        table = {"routes": routes, "backends": backends, "default": "main", "mode": "auto", "map_threshold": 6, "map_dir": "/m"}
+        for _mutation in range(rng.randint(1, 3)):
+            _mutate(rng, table)
+        try:
+            plugin.route_compile(
+                table["routes"], table["backends"], table["default"],
+                map_dir=table["map_dir"], map_threshold=table["map_threshold"], mode=table["mode"],
+            )  # fmt: skip
+        except AnsibleFilterError as exc:
+            refused += 1
+            msg = str(exc)
+            assert exc.__cause__ is None, msg  # not the filter's defensive catch-all, which names nothing
+            assert len(msg) < 1000, msg
+            assert "\n" not in msg and "\r" not in msg, msg
+    assert refused > 2000
+
+
+# ------------------------------------------------------------------ scale
+
+
+def mixed_table(n: int, conditioned_every: int = 8) -> tuple:
+    """n routes of every kind: prefixes of varied depth, exact paths, and every
+    ``conditioned_every``-th route with a host, methods or a regex (they stay rules in the map
+    form, whose frontend size is bounded by MAX_FRONTEND_LINES)."""
+    names = [f"pool{i}" for i in range(8)]
+    backends = {name: {"servers": [server("s1", 1)], "fallback": names[(i + 1) % 8]} for i, name in enumerate(names)}
+    backends["main"] = {"servers": [server("s1", 1)], "fallback": "pool0"}
+    routes = []
+    for i in range(n):
+        route = {"name": f"r{i}", "backend": names[i % 8]}
+        if i % conditioned_every == 0:
+            kind = (i // conditioned_every) % 4
+            if kind == 0:
+                route.update(path=f"/h{i % 50}", host=f"h{i}.example.com")
+            elif kind == 1:
+                route.update(path=f"/w{i}", host=f"*.t{i}.example.com", methods=["GET", "HEAD"])
+            elif kind == 2:
+                route.update(path=f"/m{i}/x", methods=["POST", "PUT"])
+            else:
+                route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)*", match="regex")
+        elif i % 3 == 0:
+            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
+        else:
+            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
+        routes.append(route)
+    return routes, backends
+
+
+def test_ten_thousand_mixed_routes_compile_quickly():
+    """Measured about 0.3 s (bench/bench_routes.py --only compile); 5 s so a loaded CI does not flake."""
+    import time
+
+    routes, backends = mixed_table(10000)
+    start = time.perf_counter()
+    compiled = compile_routes(routes, backends, "main")
+    assert time.perf_counter() - start < 5
+    assert compiled["mode"] == "map" and len(compiled["routes"]) == 10000
+
+
+def test_ten_thousand_host_routes_reach_a_verdict_quickly():
+    """The shadow check was quadratic (24 s for these). They are more than the map form can
+    hold as rules, so the answer is a refusal, and it must come fast."""
+    import time
+
+    routes = [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "r1"} for i in range(10000)]
+    start = time.perf_counter()
+    with pytest.raises(AnsibleFilterError, match=r"^route table: 10000 of 10000 routes have a host, methods or a regex"):
+        compile_routes(routes, BE, "main")
+    assert time.perf_counter() - start < 5
+    start = time.perf_counter()
+    compile_routes(routes[:2000], BE, "main")
+    assert time.perf_counter() - start < 5
+
+
+def test_shadowing_found_in_a_large_table():
+    routes = [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "r1"} for i in range(1500)]
+    routes.append({"name": "dup", "host": "*.example.com", "path": "/", "backend": "r2"})
+    routes.append({"name": "late", "host": "h7.example.com", "path": "/x", "match": "regex", "backend": "r2"})
+    with pytest.raises(AnsibleFilterError, match=r"route 'late' \(index 1501\): path '/x' \(regex, host h7.example.com\) is fully shadowed by route 'h7'"):
+        compile_routes(routes, BE, "main", mode="map")
+
+
+def test_acl_mode_refuses_tables_above_the_limit_and_auto_switches_to_maps():
+    from ansible_collections.lay7.ha.plugins.plugin_utils._routes import MAX_FRONTEND_LINES
+
+    n = MAX_FRONTEND_LINES // 2 + 1  # two lines per prefix route (str and beg) plus one rule
+    routes = [{"name": f"p{i}", "path": f"/p{i}", "backend": "r1"} for i in range(n)]
+    with pytest.raises(AnsibleFilterError, match=rf"^mode 'acl': {n} routes compile to \d+ frontend lines in the acl form, more than {MAX_FRONTEND_LINES}"):
+        compile_routes(routes, BE, "main", mode="acl")
+    assert compile_routes(routes, BE, "main", mode="auto", map_threshold=10**9)["mode"] == "map"
+    small = routes[: MAX_FRONTEND_LINES // 3]
+    assert compile_routes(small, BE, "main", mode="auto", map_threshold=10**9)["mode"] == "acl"
+    assert len(compile_routes(small, BE, "main", mode="acl")["frontend"]) <= MAX_FRONTEND_LINES
+
+
+def test_map_form_refuses_too_many_conditioned_routes():
+    routes = [{"name": f"m{i}", "path": f"/m{i}", "methods": ["GET"], "backend": "r1"} for i in range(2500)]
+    with pytest.raises(AnsibleFilterError, match=r"^route table: 2500 of 2500 routes have a host, methods or a regex, which stay HAProxy rules"):
+        compile_routes(routes, BE, "main", mode="map")
+    assert compile_routes(routes[:1500], BE, "main")["mode"] == "map"
+
+
+# ------------------------------------------------------------------ hostile strings elsewhere
+
+HOSTILE_FIELDS = [
+    pytest.param(dict(routes=[{"name": "h", "path": "/", "host": "\u212aelvin.example.com", "backend": "a_pool"}]),
+                 r"^route 'h' \(index 0\): host '\u212aelvin.example.com' is not a host name", id="host-kelvin-sign"),
+    pytest.param(dict(routes=[{"name": "h", "path": "/", "host": "example.com\n", "backend": "a_pool"}]),
+                 r"^route 'h' \(index 0\): host 'example.com\\n' is not a host name", id="host-newline"),
+    pytest.param(dict(routes=[{"name": "m", "path": "/", "methods": ["\ufb00"], "backend": "a_pool"}]),
+                 r"^route 'm' \(index 0\): methods\[0\] '\ufb00' is not an HTTP method name", id="method-ligature"),
+    pytest.param(dict(routes=[{"name": "m", "path": "/", "methods": ["GET\n"], "backend": "a_pool"}]),
+                 r"^route 'm' \(index 0\): methods\[0\] 'GET\\n' is not an HTTP method name", id="method-newline"),
+    pytest.param(dict(routes=[{"name": "e", "path": "/a\n", "match": "exact", "backend": "a_pool"}]),
+                 r"^route 'e' \(index 0\): path '/a\\n' contains characters not allowed", id="exact-newline"),
+    pytest.param(dict(routes=[{"name": "a\n", "path": "/a", "backend": "a_pool"}]),
+                 r"^route index 0: name 'a\\n' is not a valid name", id="name-newline"),
+    pytest.param(dict(routes=[{"name": "a", "path": "/a", "backend": "a_pool\n"}]),
+                 r"^route 'a' \(index 0\): backend 'a_pool\\n' is not defined", id="backend-ref-newline"),
+    pytest.param(dict(routes=[{"name": "a", "path": "/a", "path\n": "/b", "backend": "a_pool"}]),
+                 r"^route 'a' \(index 0\): unknown key 'path\\n'", id="key-newline"),
+    pytest.param(dict(routes=[{"name": "a", "path": "/a", "x" * 5000: 1, "backend": "a_pool"}]),
+                 r"^route 'a' \(index 0\): unknown key 'xxxx.*\.\.\..*\(5000 characters\)", id="key-huge"),
+    pytest.param(dict(routes=[{"name": "a", "path": "/a", 10**5000: 1, "backend": "a_pool"}]),
+                 r"^route 'a' \(index 0\): unknown key an integer of about 5001 digits", id="key-huge-int"),
+    pytest.param(dict(default="main\n"), r"^default_backend 'main\\n' is not defined", id="default-newline"),
+    pytest.param(dict(backends=_with_backend("b_pool", fallback="main\n")),
+                 r"^backend 'b_pool': fallback 'main\\n' is not defined", id="fallback-newline"),
+    pytest.param(dict(backends=_with_backend("b_pool", fallback="m" * 5000)),
+                 r"^backend 'b_pool': fallback 'mmm.*\(5000 characters\) is not defined", id="fallback-huge"),
+    pytest.param(dict(backends=_with_backend("b_pool", balance="roundrobin\n")),
+                 r"^backend 'b_pool': balance 'roundrobin\\n' is not one of", id="balance-newline"),
+    pytest.param(dict(backends=_with_backend("b_pool", check_path="/health\n")),
+                 r"^backend 'b_pool': check_path '/health\\n' must be a URI path", id="check-path-newline"),
+    pytest.param(dict(backends=_with_backend("b_pool", persistence="cookie", cookie_name="SID\nX")),
+                 r"^backend 'b_pool': cookie_name 'SID\\nX' must contain only", id="cookie-newline"),
+    pytest.param(dict(backends={**SEED_BACKENDS, "x\n": {"servers": [server("w", 1)]}}),
+                 r"^backends: backend name 'x\\n' is not a valid name", id="backend-name-newline"),
+    pytest.param(dict(backends={**SEED_BACKENDS, 10**5000: {"servers": [server("w", 1)]}}),
+                 r"^backends: backend name an integer of about 5001 digits is not a valid name", id="backend-name-huge-int"),
+    pytest.param(dict(map_dir="/etc/haproxy/maps\n"), r"^map_dir '/etc/haproxy/maps\\n' must be an absolute path", id="map-dir-newline"),
+    pytest.param(dict(map_threshold="6\n"), r"^route_compile: map_threshold must be an integer 0..1000000000, got '6\\n'", id="threshold-newline"),
+    pytest.param(dict(mode="acl\n"), r"^mode 'acl\\n' is not one of", id="mode-newline"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), HOSTILE_FIELDS)
+def test_hostile_strings_are_refused_by_field(kwargs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        _err(**kwargs)
