@@ -1,5 +1,5 @@
-"""Issue 4, item 9: invalid inventories fail in preflight, naming the field, and no
-host's running configuration changes.
+"""Invalid and hostile inventories fail in preflight, naming the field (never showing a
+secret), and no host's running configuration changes.
 
 Each case runs the real site playbook against the deployed lab with one bad value
 given as extra vars (the highest precedence, exactly as if the inventory held it).
@@ -55,7 +55,35 @@ CASES = {
     "untrusted_proxy_hostname": (
         {"apache_web_trusted_proxies": ["lb.example.invalid"]},
         ["apache_web_trusted_proxies", "lb.example.invalid"]),
+    # Hostile values that used to reach a configuration file (docs/security.md).
+    "newline_injects_admin_socket": (
+        {"haproxy_l7_hard_stop_after": "5m\n    stats socket ipv4@0.0.0.0:9999 level admin"},
+        ["haproxy_l7_hard_stop_after: '5m\\n", "control character"]),
+    "apache_log_pipe_runs_a_command": (
+        {"apache_web_error_log": "|/bin/sh -c id"},
+        ["apache_web_error_log: '|/bin/sh -c id' must be an absolute path"]),
+    "keepalived_name_injects_a_block": (
+        {"keepalived_vip_instance_name": "VI_LAY7\n}\nglobal_defs {"},
+        ["keepalived_vip_instance_name", "control character"]),
+    "weak_password_named_not_shown": (
+        {"haproxy_l7_stats_password": "qqqqqqqqqqqqqqqq"},
+        ["haproxy_l7_stats_password: (secret, not shown)"]),
+    "trusted_proxies_cover_everyone": (
+        {"apache_web_trusted_proxies": ["0.0.0.0/1", "128.0.0.0/1"]},
+        ["apache_web_trusted_proxies", "0.0.0.0/1"]),
+    "document_root_is_slash": (
+        {"apache_web_document_root": "/"},
+        ["apache_web_document_root: '/'"]),
+    "map_dir_is_etc": (
+        {"haproxy_l7_map_dir": "/etc"},
+        ["haproxy_l7_map_dir: '/etc'"]),
+    "timeout_without_unit": (
+        {"haproxy_l7_timeout_client": 30},
+        ["haproxy_l7_timeout_client: 30", "milliseconds"]),
 }
+
+# Secrets a refusal must name without showing.
+NEVER_SHOWN = {"weak_password_named_not_shown": ["qqqqqqqqqqqqqqqq"]}
 
 # Bad only inside containers (no proc connector); on VMs the preflight rightly accepts it.
 CONTAINER_ONLY = {"process_tracking_in_container"}
@@ -120,6 +148,8 @@ def test_bad_input_fails_in_preflight_naming_the_field(case, runs):
     assert result.returncode != 0, f"{case}: the playbook succeeded with {extra}"
     for text in expected:
         assert text in out, f"{case}: the failure does not name {text!r}:\n{out[-3000:]}"
+    for secret in NEVER_SHOWN.get(case, []):
+        assert secret not in out, f"{case}: the output shows the secret"
     assert "PLAY [Deploy the web servers]" not in out, f"{case}: the run went past the preflight play"
 
 

@@ -16,9 +16,10 @@ import re
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
-from conftest import HttpClient, Reply, tcp_connects, vip_holders, wait_for
+from conftest import HttpClient, Reply, inventory_path, tcp_connects, vip_holders, wait_for
 
 STATS_PORT = 8404
 STATS_URI = "/stats"
@@ -28,11 +29,18 @@ SOCKET = "/run/haproxy/admin.sock"
 
 
 def _credentials(node) -> tuple[str, str]:
-    """The stats user and password as deployed (read from the node's haproxy.cfg)."""
+    """The stats user and password as deployed. haproxy.cfg holds only a crypt hash of
+    the password, so the password comes from the inventory's git-ignored secret file
+    (inventory/lab/.secrets/stats_password, which the lab and Vagrant inventories read);
+    it must not appear anywhere in the deployed file."""
     text = node.file(CONFIG).content_string
-    match = re.search(r"^\s*user (\S+) insecure-password '([^']*)'", text, re.MULTILINE)
-    assert match, f"no stats userlist in {CONFIG}"
-    return match.group(1), match.group(2)
+    match = re.search(r"^\s*user (\S+) password (\$6\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86})$", text, re.MULTILINE)
+    assert match, f"no stats user with a SHA-512 crypt hash in {CONFIG}"
+    secret = (Path(inventory_path()) / "group_vars").resolve().parent / ".secrets" / "stats_password"
+    password = secret.read_text(encoding="utf-8").split()[0]
+    assert password not in text, f"the stats password appears in clear in {CONFIG}"
+    assert "insecure-password" not in text
+    return match.group(1), password
 
 
 def _get(address: str, path: str, auth: tuple[str, str] | None = None, timeout: float = 3.0) -> Reply:
