@@ -296,20 +296,9 @@ def parse_network(text: str):
 
 
 def check_ip_list(value: Any, rule: dict) -> list:
-    if not isinstance(value, (list, tuple)):
-        raise InputError("must be a list of IP addresses")
-    if len(value) < int(rule.get("min_items", 0)):
-        raise InputError(f"must list at least {rule.get('min_items')} address(es)")
-    seen = {}
-    for index, item in enumerate(value):
-        try:
-            address = check_ip(item, rule)
-        except InputError as exc:
-            raise InputError(f"item {index} {show(item)} {exc}") from None
-        if address in seen:
-            raise InputError(f"lists {str(address)!r} twice (items {seen[address]} and {index})")
-        seen[address] = index
-    return list(value)
+    """A list of distinct addresses, each checked as ``ip`` with this rule's options."""
+    items = {key: val for key, val in rule.items() if key not in ("kind", "min_items", "differs_from", "prefix_field")}
+    return check_list(value, {"items": {**items, "kind": "ip"}, "unique": True, "min_items": rule.get("min_items", 0)})
 
 
 # Prefix lengths below these cover a large part of the Internet: a "trusted" or
