@@ -76,12 +76,12 @@ def role_inputs(role: str) -> tuple[dict, dict]:
 
 
 def refused(role: str, **changes) -> list:
-    values, rules = role_inputs(role)
+    values, _rules = role_inputs(role)
     values.update(changes)
     # Rules that read other inputs (parents, minimum length) see the changed values too.
-    _v, _r = values, _render(_load(ROOT / "roles" / role / "vars" / "main.yml")[f"__{role}_input_rules"],
-                             {**_load(ROOT / "roles" / role / "vars" / "main.yml"), **values})
-    return check_inputs(_v, _r)
+    internals = _load(ROOT / "roles" / role / "vars" / "main.yml")
+    rules = _render(internals[f"__{role}_input_rules"], {**internals, **values})
+    return check_inputs(values, rules)
 
 
 @pytest.mark.parametrize("role", sorted(SET))
@@ -99,7 +99,6 @@ def test_a_valid_deployment_passes(role):
     assert input_guard(values, rules) == sorted(values)
 
 
-NL, CR = "\n", "\r"
 
 # (role, variable, bad value, words the message must contain)
 BAD = [
