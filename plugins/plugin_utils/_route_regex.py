@@ -113,12 +113,13 @@ class RegexRejected(ValueError):
 class _Piece:
     """What the parser knows about a piece of the regex."""
 
-    __slots__ = ("nullable", "first", "size")
+    __slots__ = ("nullable", "first", "size", "repeats")
 
-    def __init__(self, nullable: bool, first: frozenset, size: int):
+    def __init__(self, nullable: bool, first: frozenset, size: int, repeats: bool = False):
         self.nullable = nullable  # can match the empty string
         self.first = first  # bytes that can start a non-empty match
         self.size = size  # rough size of PCRE2's compiled code
+        self.repeats = repeats  # holds a repetition of variable count (*, +, ?, {n,}, {n,m} with m > n)
 
 
 def _seq(pieces: list) -> _Piece:
@@ -128,7 +129,7 @@ def _seq(pieces: list) -> _Piece:
             first = first | piece.first
         nullable = nullable and piece.nullable
         size += piece.size
-    return _Piece(nullable, first, size)
+    return _Piece(nullable, first, size, any(p.repeats for p in pieces))
 
 
 class _Parser:
@@ -154,6 +155,7 @@ class _Parser:
             any(b.nullable for b in branches),
             frozenset().union(*(b.first for b in branches)),
             sum(b.size for b in branches) + 3 * len(branches),
+            any(b.repeats for b in branches),
         )
 
     # sequence := (atom quantifier?)*
@@ -211,7 +213,7 @@ class _Parser:
             self.fail("missing ')' for the group opened here", start)
         self.i += 1
         self.depth -= 1
-        return _Piece(body.nullable, body.first, body.size + 6)
+        return _Piece(body.nullable, body.first, body.size + 6, body.repeats)
 
     def escape(self, in_class: bool) -> tuple:
         """One escape at self.i; ('lit', byte) or ('set', frozenset of bytes)."""
@@ -335,13 +337,26 @@ class _Parser:
             self.fail("possessive quantifiers are not in the subset (Python knows them only from 3.11; the controller may run an older one)")
         if self.peek() in ("*", "?", "{"):
             self.fail("a repetition of a repetition is not in the subset (Python refuses it, PCRE2 accepts it); use a group")
+        many = hi is None or hi > 1
+        if is_group and many and atom.repeats:
+            # (a+)+, (a*)*, (\w+\s?)*: the ways to split a path between the two repetitions
+            # grow exponentially. PCRE2 gives up at its match limit (10,000,000 steps) and
+            # HAProxy then treats the route as not matching, where Python would still find a
+            # match (slowly): the engines would disagree, and every such request costs HAProxy
+            # the whole limit in CPU.
+            self.fail(
+                "a repeated group that itself holds a repetition, such as (a+)+ or (/[a-z]+)*, can take "
+                "exponential time, after which PCRE2 gives up and the route silently stops matching; "
+                "repeat the group or its contents, not both",
+                atom_start,
+            )
         if is_group:
             # PCRE2 copies a group once per mandatory repetition and once per optional one.
             copies = max(lo, 1) + (1 if hi is None else hi - lo)
             size = atom.size * copies
         else:
             size = atom.size + 5
-        return _Piece(lo == 0 or atom.nullable, atom.first, size)
+        return _Piece(lo == 0 or atom.nullable, atom.first, size, atom.repeats or hi != lo)
 
 
 def check_regex(pattern: str) -> None:

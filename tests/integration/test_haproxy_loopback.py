@@ -13,7 +13,7 @@ import pytest
 import reference_matcher as ref
 from ansible_collections.lay7.ha.plugins.plugin_utils._routes import compile_routes
 from loopback import running
-from seed_tables import LONG, SEED_BACKENDS, SEED_ROUTES, server
+from seed_tables import LONG, REGEX_REQUESTS, REGEX_ROUTES, SEED_BACKENDS, SEED_ROUTES, server
 
 
 # The tricky paths as they go on the wire (non-ASCII percent-encoded, since HAProxy
@@ -73,6 +73,23 @@ def _large_table(n: int) -> tuple:
 
 
 LARGE_ROUTES, LARGE_BACKENDS = _large_table(400)
+
+# The regex subset's edge cases (seed_tables.REGEX_ROUTES) plus a few more, on the real PCRE2.
+# Non-ASCII targets cannot be sent (HAProxy answers 400 to raw UTF-8 in a request line), so
+# their percent-encoded forms stand in; the unit tests cover the raw forms.
+REGEX_BACKENDS = {name: {"servers": [server(name, 10 + i)]} for i, name in enumerate(["main", "r1", "r2", "r3", "r4"])}
+REGEX_EDGE_ROUTES = REGEX_ROUTES + [
+    {"name": "ws", "path": "/sp/\\s*x\\x20?", "match": "regex", "backend": "r4"},
+    {"name": "anydot", "path": "/any/.+", "match": "regex", "backend": "r1"},
+    {"name": "maxcount", "path": "/mc/a{1000}", "match": "regex", "backend": "r2"},
+    {"name": "deep", "path": "/" + "(" * 32 + "q" + ")" * 32 + "[0-9]{1,3}", "match": "regex", "backend": "r3"},
+    {"name": "lazyalt", "path": "/z/(a|ab)(c|bcd)(d*)", "match": "regex", "backend": "r4"},
+]
+REGEX_TARGETS = [t for t, _ in REGEX_REQUESTS if t.isascii()] + [
+    "/sp/x", "/sp/%20x", "/any/%0A", "/any/a%00", "/mc/" + "a" * 1000, "/mc/" + "a" * 999, "/mc/" + "a" * 1001,
+    "/q7", "/q123", "/q1234", "/z/abcd", "/z/abcdd", "/z/acd", "/d/%30", "/w/%41b", "/c/x%7B,3%7D",
+    "/u/%C3%BC", "/k/a-c%5D",
+]  # fmt: skip
 LARGE_TARGETS = [
     "/svc", "/svc/", "/svc/0/exact", "/svc/0/exactly", "/svc/3/exact/", "/svc/1", "/svc/1/x", "/svc/10",
     "/svc/100/a", "/svc/7", "/svc/7/x", "/svc/399", "/svc/3999", "/other",
@@ -100,6 +117,7 @@ def _check(proxy, routes, backends, default, requests, up) -> list:
         ("seed", SEED_ROUTES, SEED_BACKENDS, [(t, None, "GET") for t in TRICKY]),
         ("complex", COMPLEX_ROUTES, COMPLEX_BACKENDS, list(itertools.product(COMPLEX_TARGETS, HOSTS, METHODS))),
         ("large", LARGE_ROUTES, LARGE_BACKENDS, list(itertools.product(LARGE_TARGETS, [None], ["GET", "POST"]))),
+        ("regex", REGEX_EDGE_ROUTES, REGEX_BACKENDS, [(t, None, "GET") for t in REGEX_TARGETS]),
     ],
 )
 def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, routes, backends, requests):
