@@ -10,7 +10,16 @@ is HAProxy's per-request cost, dominated by routing, not a backend's speed. wrk 
 * ``hit``:  a path matching the lowest-precedence route (the last ``use_backend``).
 
 Results go to bench/results/routes.json; docs/routing.md records them and the map_threshold
-they justify. Only loopback is used. Run: ``make bench`` or ``python bench/bench_routes.py``.
+they justify.
+
+Two more measurements go to bench/results/routes-compile.json (``--only compile,check``):
+
+* ``compile``: seconds route_compile takes for 1,000 to 10,000 routes of several mixes;
+* ``check``: seconds ``haproxy -c`` takes for the acl form (seed-style backends, every pool
+  with a fallback) and for the map form with many conditioned (host, methods) routes, by the
+  number of frontend lines; they justify MAX_FRONTEND_LINES in plugin_utils/_routes.py.
+
+Only loopback is used. Run: ``make bench`` or ``python bench/bench_routes.py``.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "routes.json"
+COMPILE_RESULTS = ROOT / "bench" / "results" / "routes-compile.json"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 TASKSET = shutil.which("taskset")
@@ -45,9 +55,9 @@ def _import_compiler():
         (coll / "ansible_collections" / "lay7").mkdir(parents=True)
         (coll / "ansible_collections" / "lay7" / "ha").symlink_to(ROOT)
     sys.path.insert(0, str(coll))
-    from ansible_collections.lay7.ha.plugins.plugin_utils._routes import compile_routes
+    from ansible_collections.lay7.ha.plugins.plugin_utils import _routes
 
-    return compile_routes
+    return _routes
 
 
 def free_port() -> int:
@@ -73,6 +83,112 @@ def table(n: int) -> tuple:
             depth = "/sub" * (i % 3)
             routes.append({"name": f"p{i}", "path": f"/svc{i}{depth}", "backend": names[i % 8]})
     return routes, backends
+
+
+def mixed_table(n: int, conditioned_every: int = 8) -> tuple:
+    """n routes of every kind (as in the unit test): exact paths and prefixes, and every
+    ``conditioned_every``-th route with a host, a wildcard host and methods, methods, or a regex."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    for i in range(n):
+        route = {"name": f"r{i}", "backend": names[i % 8]}
+        if conditioned_every and i % conditioned_every == 0:
+            kind = (i // conditioned_every) % 4
+            if kind == 0:
+                route.update(path=f"/h{i % 50}", host=f"h{i}.example.com")
+            elif kind == 1:
+                route.update(path=f"/w{i}", host=f"*.t{i}.example.com", methods=["GET", "HEAD"])
+            elif kind == 2:
+                route.update(path=f"/m{i}/x", methods=["POST", "PUT"])
+            else:
+                route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
+        elif i % 3 == 0:
+            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
+        else:
+            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
+        routes.append(route)
+    return routes, backends
+
+
+def conditioned_table(n: int) -> tuple:
+    """The costliest shape per route: an exact host, two methods and a prefix (four ACL lines and
+    a rule each), over the same backends."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    routes = [
+        {"name": f"h{i}", "host": f"h{i}.example.com", "path": f"/p{i % 7}/x", "methods": ["GET", "POST"], "backend": names[i % 8]}
+        for i in range(n)
+    ]
+    return routes, backends
+
+
+def measure_compile(routes_mod, sizes: list, repeat: int) -> list:
+    """Seconds route_compile takes (median of ``repeat``), by table kind and size."""
+    kinds = {
+        "prefix+exact": lambda n: table(n),
+        "mixed (1 in 8 host/methods/regex)": lambda n: mixed_table(n, 8),
+        "host routes on / (refused above the limit)": lambda n: (
+            [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "pool0"} for i in range(n)],
+            table(0)[1],
+        ),
+    }
+    out = []
+    for kind, make in kinds.items():
+        for n in sizes:
+            routes, backends = make(n)
+            times, verdict = [], "compiled"
+            for _run in range(repeat):
+                start = time.perf_counter()
+                try:
+                    mode = routes_mod.compile_routes(routes, backends, "main")["mode"]
+                    verdict = f"compiled ({mode} form)"
+                except Exception as exc:  # noqa: BLE001 - a refusal is a result here
+                    verdict = f"refused: {str(exc)[:90]}"
+                times.append(time.perf_counter() - start)
+            res = {"kind": kind, "routes": n, "seconds": round(statistics.median(times), 4), "verdict": verdict}
+            print(f"compile {kind:<45} {n:>6} routes  {res['seconds']:>7.3f} s  {verdict[:60]}", flush=True)
+            out.append(res)
+    return out
+
+
+def haproxy_check_seconds(frontend: list, maps: list, backends: dict, workdir: pathlib.Path, repeat: int) -> float:
+    compiled = {"frontend": frontend, "maps": maps, "backends": [b.as_dict() for b in backends.values()]}
+    for m in maps:
+        path = pathlib.Path(m["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(m["content"])
+    cfg = workdir / "haproxy.cfg"
+    cfg.write_text(render(compiled, free_port()))
+    times = []
+    for _run in range(repeat):
+        start = time.monotonic()
+        subprocess.run([HAPROXY, "-c", "-q", "-f", str(cfg)], check=True, timeout=600)
+        times.append(time.monotonic() - start)
+    return statistics.median(times)
+
+
+def measure_check(routes_mod, acl_sizes: list, map_sizes: list, repeat: int, workdir: pathlib.Path) -> list:
+    """``haproxy -c`` seconds by frontend lines, emitting past the compiler's limit on purpose
+    (normalise + emit_*, not compile_routes, which refuses those tables)."""
+    cases = [("acl", "prefix+exact, fallbacks", table, n) for n in acl_sizes]
+    cases += [("acl", "host+methods+prefix, fallbacks", conditioned_table, n) for n in acl_sizes if n <= 3000]
+    cases += [("map", "host+methods+prefix (all conditioned)", conditioned_table, n) for n in map_sizes]
+    out = []
+    for form, kind, make, n in cases:
+        routes, backends = make(n)
+        ordered, norm = routes_mod.normalise(routes, backends, "main")
+        sub = workdir / f"check-{form}-{n}-{len(out)}"
+        sub.mkdir()
+        if form == "acl":
+            frontend, maps = routes_mod.emit_acl(ordered, norm, "main"), []
+        else:
+            frontend, maps = routes_mod.emit_map(ordered, norm, "main", str(sub / "maps"))
+        seconds = haproxy_check_seconds(frontend, maps, norm, sub, repeat)
+        res = {"form": form, "kind": kind, "routes": n, "frontend_lines": len(frontend), "haproxy_check_s": round(seconds, 3),
+               "accepted_by_compiler": len(frontend) <= routes_mod.MAX_FRONTEND_LINES}
+        print(f"haproxy -c {form:<3} {kind:<40} {n:>6} routes {len(frontend):>7} lines  {seconds:>7.3f} s", flush=True)
+        out.append(res)
+    return out
 
 
 def render(compiled: dict, port: int) -> str:
@@ -245,8 +361,41 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2, help="runs per point; the median is kept")
     parser.add_argument("--output", default=str(RESULTS))
+    parser.add_argument("--only", default="rps,compile,check", help="comma-separated: rps, compile, check")
+    parser.add_argument("--compile-sizes", default="1000,5000,10000")
+    parser.add_argument("--check-acl-sizes", default="500,1000,2000,3000,4000,5000")
+    parser.add_argument("--check-map-sizes", default="1000,2000,3000,4000")
+    parser.add_argument("--compile-output", default=str(COMPILE_RESULTS))
     args = parser.parse_args()
-    compile_routes = _import_compiler()
+    routes_mod = _import_compiler()
+    compile_routes = routes_mod.compile_routes
+    only = set(args.only.split(","))
+    if only & {"compile", "check"}:
+        doc = {
+            "benchmark": "routes-compile",
+            "method": "route_compile wall time (median of 3) and haproxy -c -q wall time (median of 3) on the configs bench_routes renders",
+            "haproxy": subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+            "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "max_frontend_lines": routes_mod.MAX_FRONTEND_LINES,
+        }
+        if "compile" in only:
+            doc["compile"] = measure_compile(routes_mod, [int(s) for s in args.compile_sizes.split(",")], 3)
+        if "check" in only:
+            with tempfile.TemporaryDirectory(prefix="lay7-bench-check-") as tmp:
+                doc["haproxy_check"] = measure_check(
+                    routes_mod,
+                    [int(s) for s in args.check_acl_sizes.split(",")],
+                    [int(s) for s in args.check_map_sizes.split(",")],
+                    3,
+                    pathlib.Path(tmp),
+                )
+        out = pathlib.Path(args.compile_output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {out}")
+    if "rps" not in only:
+        return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     runs = []
     with tempfile.TemporaryDirectory(prefix="lay7-bench-routes-") as tmp:

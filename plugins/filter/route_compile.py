@@ -31,6 +31,16 @@ description:
     shadowed by higher-precedence routes, invalid regexes, paths not starting with C(/),
     undefined backends or fallbacks, a fallback naming its own backend, empty server lists and
     unknown match types are all rejected.
+  - Regexes must stay within a subset that Python's C(re) and HAProxy's PCRE2 read alike
+    (literals, escaped punctuation, C(\xHH), C(.), ASCII C(\d \w \s) and their negations,
+    classes, groups, alternation, greedy and lazy repetition up to 1000); their matches must
+    start with C(/) and never be empty; at most 1000 characters; no group repeated more than
+    once may hold a variable repetition, such as "(a+)+". See C(docs/routing.md), "Regex subset".
+  - Server addresses are IPv4/IPv6 literals or RFC 1123 host names without a port; wildcard,
+    multicast and broadcast addresses are rejected.
+  - A compiled table has at most 8000 frontend lines, so C(haproxy -c) stays well under 2 s;
+    O(mode=auto) then uses maps, O(mode=acl) is refused, and a map form whose host, method and
+    regex routes exceed it is refused.
   - See C(docs/routing.md) in the collection for the model in depth.
 positional: backends, default_backend
 options:
@@ -63,7 +73,8 @@ options:
     default: /etc/haproxy/maps
   map_threshold:
     description:
-      - With O(mode=auto), tables with more routes than this compile to map files.
+      - With O(mode=auto), tables with more routes than this compile to map files (and so does
+        any table whose acl form would exceed 8000 frontend lines).
       - The default comes from measurements (C(bench/bench_routes.py)) - above about 6 routes the
         map form costs HAProxy less CPU per request than the ACL form; see C(docs/routing.md).
     type: int

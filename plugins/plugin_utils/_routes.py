@@ -36,9 +36,10 @@ DEFAULT_MAP_DIR = "/etc/haproxy/maps"
 DEFAULT_MAP_THRESHOLD = 6
 # Most frontend lines (ACLs and rules) a compiled table may have. HAProxy's configuration
 # check (haproxy -c, which the role runs before every reload) slows down faster than
-# quadratically with them: on the development machine 0.24 s at 7,300 lines, 1.1 s at 12,000,
-# 2.6 s at 18,300 and 22 s at 36,600. 8,000 keeps it near 0.4 s, five times under the 2 s
-# budget; see docs/routing.md ("Limits") and bench/bench_routes.py --only check.
+# quadratically with them: on the development machine 0.32 s at 7,300 lines, 1.3 s at 12,000,
+# 3.1 s at 18,300 and 22 s at 36,600 (bench/results/routes-compile.json). At 8,000 the
+# costliest shape measured (host + methods + prefix with fallbacks) stays near 0.6 s, more
+# than three times under the 2 s budget; see docs/routing.md ("Limits").
 MAX_FRONTEND_LINES = 8000
 
 MATCH_TYPES = ("exact", "prefix", "regex")
