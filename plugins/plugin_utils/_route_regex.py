@@ -374,7 +374,7 @@ def check_regex(pattern: str) -> None:
         raise RegexRejected("every match must start with '/' (a path always does), but it can start with another character", 0)
     if whole.size > MAX_COMPILED_SIZE:
         raise RegexRejected(
-            "its repetitions of groups would make PCRE2's compiled regex too large; use smaller counts {n,m}", 0
+            "its repetitions of groups would make PCRE2's compiled regex too large; use smaller counts", pos=0
         )
     # Belt and braces: what the parser accepts, Python must compile as bytes, silently.
     with warnings.catch_warnings():

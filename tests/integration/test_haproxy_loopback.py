@@ -85,7 +85,7 @@ REGEX_EDGE_ROUTES = REGEX_ROUTES + [
     {"name": "deep", "path": "/" + "(" * 32 + "q" + ")" * 32 + "[0-9]{1,3}", "match": "regex", "backend": "r3"},
     {"name": "lazyalt", "path": "/z/(a|ab)(c|bcd)(d*)", "match": "regex", "backend": "r4"},
 ]
-REGEX_TARGETS = [t for t, _ in REGEX_REQUESTS if t.isascii()] + [
+REGEX_TARGETS = [target for target, _expected in REGEX_REQUESTS if target.isascii()] + [
     "/sp/x", "/sp/%20x", "/any/%0A", "/any/a%00", "/mc/" + "a" * 1000, "/mc/" + "a" * 999, "/mc/" + "a" * 1001,
     "/q7", "/q123", "/q1234", "/z/abcd", "/z/abcdd", "/z/acd", "/d/%30", "/w/%41b", "/c/x%7B,3%7D",
     "/u/%C3%BC", "/k/a-c%5D",
