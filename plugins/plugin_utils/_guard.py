@@ -385,8 +385,7 @@ def check_command(value: Any, rule: dict) -> str:
     text = _string(value, allow_empty=bool(rule.get("allow_empty")), max_length=255)
     if not text:
         return text
-    program, _, _args = text.partition(" ")
-    check_path(program, {})
+    check_path(text.split(" ", 1)[0], {})
     _charset(text, r"[A-Za-z0-9 _./:=@%+,?&~-]+", "a command of plain words: no quotes, backslashes, '$', ';', '|' or '`'", r"[A-Za-z0-9 _./:=@%+,?&~-]")
     if "  " in text:
         raise InputError("has two spaces in a row")
@@ -448,7 +447,11 @@ def check_secret(value: Any, rule: dict) -> str:
     return value
 
 
-_CRYPT_HASH = re.compile(r"\$(?:6|5)\$(?:rounds=[0-9]{4,9}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43,86}|\$y\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{1,86}\$[./0-9A-Za-z]{43}")
+# SHA-512 / SHA-256 crypt (optional rounds, salt, digest) or yescrypt (params, salt, digest).
+_CRYPT_HASH = re.compile(
+    r"\$(?:6|5)\$(?:rounds=[0-9]{4,9}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43,86}"
+    r"|\$y\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{1,86}\$[./0-9A-Za-z]{43}"
+)
 
 
 def check_crypt_hash(value: Any, rule: dict) -> str:

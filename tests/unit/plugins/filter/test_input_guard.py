@@ -99,7 +99,6 @@ def test_a_valid_deployment_passes(role):
     assert input_guard(values, rules) == sorted(values)
 
 
-
 # (role, variable, bad value, words the message must contain)
 BAD = [
     # --- directive injection: a line break inside any value becomes a new directive ---
