@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import posixpath
 import re
+import unicodedata
 from typing import Any, Callable
 
 # A problem found in one field: (field path, message). Messages never contain the
@@ -36,9 +37,21 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def show(value: Any) -> str:
-    """A value as it may appear in a message: quoted, control characters escaped, cut short."""
-    text = repr(value) if not isinstance(value, str) else "'" + value.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
-    return text if len(text) <= 80 else text[:60] + f"... ({len(str(value))} characters)"
+    """A value as it may appear in a message: quoted, control characters escaped, cut short.
+
+    Never raises: Python refuses to print an int of more than 4,300 digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"(an integer of about {int(value.bit_length() * 0.30103) + 1} digits)"
+    if isinstance(value, str):
+        text = "'" + value.encode("unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+        length = len(value)
+    else:
+        try:
+            text = repr(value)
+        except Exception:  # noqa: BLE001 - a foreign __repr__ must not crash the check
+            return f"(a {type(value).__name__})"
+        length = len(text)
+    return text if len(text) <= 80 else text[:60] + f"... ({length} characters)"
 
 
 def _string(value: Any, allow_empty: bool = False, max_length: int = 255) -> str:
@@ -74,13 +87,12 @@ def _charset(text: str, allowed: str, what: str, chars: str | None = None) -> st
 
 
 def _int(value: Any, lo: int, hi: int) -> int:
+    """Integers and digit strings only: a float such as 200.0 would reach the file as "200.0"."""
     if isinstance(value, bool):
         raise InputError(f"must be an integer {lo}-{hi}, got a boolean")
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value):
-        number = int(value)
-    elif isinstance(value, float) and value.is_integer():
         number = int(value)
     else:
         raise InputError(f"must be an integer {lo}-{hi}")
@@ -98,7 +110,8 @@ _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
 # RFC 3986 path characters; "%" must start a percent-encoding.
-_URL_PATH = r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
+# The single quote, legal in RFC 3986, is left out: it is HAProxy's quoting character.
+_URL_PATH = r"/(?:[A-Za-z0-9\-._~!$&()*+,;=:@/]|%[0-9A-Fa-f]{2})*"
 # Characters of a file system path the roles write: no space, quote, glob or shell character.
 _FS_PATH = r"/[A-Za-z0-9._/+@-]*"
 
@@ -117,20 +130,42 @@ def check_token(value: Any, rule: dict) -> str:
     return text
 
 
+# Headers that carry the message's framing, routing or state: a role setting one of them
+# would break every response (Content-Length) or what a proxy or browser makes of it.
+_RESERVED_HEADERS = frozenset(
+    "content-length transfer-encoding connection keep-alive upgrade te trailer host set-cookie cookie location "
+    "content-type content-encoding proxy-connection date server via forwarded".split()
+)
+
+
+def check_header_name(value: Any, rule: dict) -> str:
+    """A header name of letters, digits and '-' (what every server parses alike), not a reserved one."""
+    text = _string(value, max_length=64)
+    _charset(text, r"[A-Za-z0-9][A-Za-z0-9-]*", "a header name of letters, digits and '-'", r"[A-Za-z0-9-]")
+    if rule.get("set_by_role") and text.lower() in _RESERVED_HEADERS:
+        raise InputError("is a header that carries the message's framing or state; the role must not set it")
+    return text
+
+
 def check_hostname(value: Any, rule: dict) -> str:
     text = _string(value, max_length=253)
-    try:
-        ipaddress.ip_address(text)
-        is_ip = True
-    except ValueError:
-        is_ip = False
+    is_ip = ":" in text or "%" in text or bool(re.fullmatch(r"[0-9.]+", text))
+    if is_ip:
+        _ip_fit(parse_ip(text), {"loopback": "allow"})
     if is_ip and not rule.get("allow_ip", True):
         raise InputError("must be a host name, not an IP address")
     if not is_ip:
-        if re.fullmatch(r"[0-9.]+", text):
-            raise InputError("looks like an IPv4 address but is not a valid one")
+        _no_numeric_host(text)
         _charset(text, _HOSTNAME, "a host name (RFC 1123 labels of letters, digits and '-', separated by '.')", r"[A-Za-z0-9.-]")
     return text
+
+
+def _no_numeric_host(text: str) -> None:
+    """Names such as 0x0, 0x7f000001 or 127.1 are IPv4 addresses to the C resolver (inet_aton):
+    0x0 would be the wildcard address. They are never host names."""
+    labels = text.rstrip(".").split(".")
+    if len(labels) <= 4 and all(re.fullmatch(r"0[xX][0-9A-Fa-f]*|[0-9]+", label) for label in labels):
+        raise InputError("is a numeric (hex, octal or short) IPv4 spelling the resolver would read as an address")
 
 
 def check_text(value: Any, rule: dict) -> str:
@@ -157,7 +192,7 @@ def check_url_path(value: Any, rule: dict) -> str:
     text = _string(value, max_length=int(rule.get("max_length", 1024)))
     if not text.startswith("/"):
         raise InputError("must be an absolute URL path starting with '/'")
-    _charset(text, _URL_PATH, "a URL path of RFC 3986 characters (percent-encode the rest)", r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
+    _charset(text, _URL_PATH, "a URL path of RFC 3986 characters without ' (percent-encode the rest)", r"[A-Za-z0-9\-._~!$&()*+,;=:@/%]")
     if text == "/" and not rule.get("allow_root", False):
         raise InputError("must not be '/' (that path belongs to the site)")
     if "/../" in text + "/" or "/./" in text + "/" or "//" in text:
@@ -188,12 +223,17 @@ def check_port(value: Any, rule: dict) -> int:
 
 
 def check_number(value: Any, rule: dict) -> float:
+    """A decimal number such as 0.1 (no exponent, no '_': the daemons do not read them)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise InputError("must be a number")
-    try:
-        number = float(_string(str(value), max_length=16))
-    except ValueError:
-        raise InputError("must be a number") from None
+    if isinstance(value, str):
+        if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,6})?", value):
+            raise InputError("must be a decimal number such as 0.1")
+        number: float = float(value)
+    elif isinstance(value, float) and not value == value:  # NaN
+        raise InputError("must be a number")
+    else:
+        number = value
     lo, hi = float(rule.get("min", 0)), float(rule.get("max", 1e9))
     if not lo <= number <= hi:
         raise InputError(f"must be a number from {rule.get('min', 0)} to {rule.get('max', 1e9)}")
@@ -228,8 +268,15 @@ def check_size(value: Any, rule: dict) -> str:
 # --- addresses --------------------------------------------------------------------------
 
 
+# IPv6 ranges that stand for IPv4 addresses: a value in them would slip past every IPv4
+# check (::ffff:0:0 is 0.0.0.0 to a dual-stack socket). Write the IPv4 address instead.
+_IPV4_IN_IPV6 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96", "2002::/16", "::/96"))
+
+
 def parse_ip(text: str, version: int | None = None):
     """An IP address in its one canonical spelling (no leading zeros, no '::0' for '::')."""
+    if "%" in text:
+        raise InputError("has an IPv6 zone (scope) id ('%'), which no configuration here can use")
     try:
         address = ipaddress.ip_address(text)
     except ValueError:
@@ -242,12 +289,18 @@ def parse_ip(text: str, version: int | None = None):
 
 
 def _ip_fit(address, rule: dict) -> None:
+    if address.version == 6 and not address.is_unspecified and not address.is_loopback and any(address in n for n in _IPV4_IN_IPV6):
+        raise InputError("is an IPv6 form of an IPv4 address (mapped, NAT64, 6to4 or compatible); write the IPv4 address itself")
     if address.is_unspecified:
         raise InputError("is the unspecified (wildcard) address, which means 'any address' or 'this host' here")
     if address.is_multicast:
         raise InputError("is a multicast address")
     if address.version == 4 and address == ipaddress.IPv4Address("255.255.255.255"):
         raise InputError("is the broadcast address")
+    if address.version == 4 and address in ipaddress.ip_network("0.0.0.0/8"):
+        raise InputError("is in 0.0.0.0/8 ('this network'), which is not a destination")
+    if address.is_reserved:
+        raise InputError("is in a reserved range (240.0.0.0/4 for IPv4), not a host")
     loopback = rule.get("loopback", "refuse")
     if loopback == "refuse" and address.is_loopback:
         raise InputError("is a loopback address; other hosts cannot reach it")
@@ -279,6 +332,8 @@ def check_server_address(value: Any, rule: dict) -> str:
 
 
 def parse_network(text: str):
+    if "%" in text:
+        raise InputError("has an IPv6 zone (scope) id ('%'), which no configuration here can use")
     try:
         network = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
@@ -311,7 +366,7 @@ def check_network_list(value: Any, rule: dict) -> list:
         raise InputError("must be a list of IP addresses or networks (CIDR)")
     if len(value) < int(rule.get("min_items", 0)):
         raise InputError(f"must list at least {rule.get('min_items')} address(es) or network(s)")
-    networks = []
+    networks: dict = {}
     for index, item in enumerate(value):
         try:
             text = _string(item, max_length=64)
@@ -322,19 +377,29 @@ def check_network_list(value: Any, rule: dict) -> list:
                 raise InputError("is a multicast address or network")
             if network.version == 4 and network.broadcast_address == ipaddress.IPv4Address("255.255.255.255"):
                 raise InputError("includes the broadcast address 255.255.255.255")
+            if network.version == 6 and any(network.overlaps(n) for n in _IPV4_IN_IPV6):
+                raise InputError("is an IPv6 form of IPv4 addresses (mapped, NAT64, 6to4 or compatible); list the IPv4 networks")
         except InputError as exc:
             raise InputError(f"item {index} {show(item)} {exc}") from None
         if network in networks:
             raise InputError(f"lists {str(network)!r} twice")
-        networks.append(network)
+        networks[network] = index
     for version in (4, 6):
-        collapsed = ipaddress.collapse_addresses(n for n in networks if n.version == version)
+        collapsed = list(ipaddress.collapse_addresses(n for n in networks if n.version == version))
         for network in collapsed:
             if network.prefixlen < _WIDEST_PREFIX[version]:
                 raise InputError(
                     f"covers {network} together (wider than /{_WIDEST_PREFIX[version]}): that is a large part of "
                     "the Internet, not a list of known hosts"
                 )
+        # Many disjoint blocks can add up to as much: count the addresses, not the blocks. Twice
+        # the widest block still admits the private ranges together (10/8 + 172.16/12 + 192.168/16).
+        limit = 2 * 2 ** ((32 if version == 4 else 128) - _WIDEST_PREFIX[version])
+        if sum(n.num_addresses for n in collapsed) > limit:
+            raise InputError(
+                f"covers more addresses than two /{_WIDEST_PREFIX[version]} networks in all: that is a large part of "
+                "the Internet, not a list of known hosts"
+            )
     return list(value)
 
 
@@ -350,8 +415,13 @@ _SYSTEM_PATHS = frozenset(
 )
 
 
-# Directories that may never be named as the parent of what a role owns.
-_REFUSED_PARENTS = frozenset("/ /bin /boot /dev /etc /home /lib /lib64 /proc /root /run /sbin /sys /tmp /usr /var /var/lib /var/log /var/tmp".split())
+# Directories that may never be named as the parent of what a role owns, themselves or
+# anything inside them (home directories, SSH, systemd units, sudo and cron).
+_REFUSED_PARENTS = frozenset("/ /etc /lib /lib64 /sbin /bin /opt /var /var/lib /var/log /var/cache /var/spool /mnt /media /tmp /var/tmp".split())
+_REFUSED_TREES = tuple(
+    "/boot /dev /home /proc /root /run /sys /usr /etc/ssh /etc/systemd /etc/sudoers.d /etc/cron.d "
+    "/etc/pam.d /etc/security /etc/ssl /etc/apt /etc/default /etc/network /etc/init.d /etc/profile.d".split()
+)
 
 
 def check_path(value: Any, rule: dict) -> str:
@@ -366,8 +436,10 @@ def check_path(value: Any, rule: dict) -> str:
     _charset(text, _FS_PATH, "a plain path of letters, digits and . _ / + @ -", r"[A-Za-z0-9._/+@-]")
     if posixpath.normpath(text) != text or text.startswith("//"):
         raise InputError(f"must be normalised (no '..', '.', '//' or trailing '/'): {posixpath.normpath(text)!r}")
+    if any(part.startswith(".") for part in text.split("/")[1:]):
+        raise InputError("has a hidden (dot) component")
     if rule.get("parent"):
-        if text in _REFUSED_PARENTS:
+        if text in _REFUSED_PARENTS or any(text == tree or text.startswith(tree + "/") for tree in _REFUSED_TREES):
             raise InputError("is a system directory; name a directory of its own inside it")
     elif text in _SYSTEM_PATHS:
         raise InputError("is a system path the role would take over (chmod, clean up or overwrite)")
@@ -380,12 +452,17 @@ def check_path(value: Any, rule: dict) -> str:
     return text
 
 
+EXECUTABLE_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/libexec", "/opt")
+
+
 def check_command(value: Any, rule: dict) -> str:
     """An absolute command with plain arguments; it ends up inside double quotes."""
     text = _string(value, allow_empty=bool(rule.get("allow_empty")), max_length=255)
     if not text:
         return text
-    check_path(text.split(" ", 1)[0], {})
+    # Run as root: only programs from the directories executables are installed in, never
+    # from a directory other users can write to (/tmp, /dev/shm, a home directory).
+    check_path(text.split(" ", 1)[0], {"under": list(EXECUTABLE_DIRS)})
     _charset(text, r"[A-Za-z0-9 _./:=@%+,?&~-]+", "a command of plain words: no quotes, backslashes, '$', ';', '|' or '`'", r"[A-Za-z0-9 _./:=@%+,?&~-]")
     if "  " in text:
         raise InputError("has two spaces in a row")
@@ -394,7 +471,7 @@ def check_command(value: Any, rule: dict) -> str:
 
 def check_systemd_unit(value: Any, rule: dict) -> str:
     text = _string(value, max_length=255)
-    _charset(text, r"[A-Za-z0-9:_.@-]+\.service", "a systemd service name such as haproxy.service")
+    _charset(text, r"[A-Za-z0-9][A-Za-z0-9:_.@-]*\.service", "a systemd service name such as haproxy.service")
     return text
 
 
@@ -412,7 +489,12 @@ def check_log_target(value: Any, rule: dict) -> str:
     if text in ("stdout", "stderr"):
         return text
     if text.startswith("/"):
-        return check_path(text, {"under": ["/dev", "/run", "/var/lib/haproxy"]})
+        # The syslog sockets only: a path any local user can create would take the log.
+        if text == "/dev/log":
+            return text
+        return check_path(text, {"under": ["/run/systemd/journal", "/var/lib/haproxy/dev"]})
+    if text.count(":") > 1 and not text.startswith("["):
+        raise InputError("is an IPv6 address without brackets: HAProxy reads the last ':' as the port; write [address]:port")
     host, sep, port = text.rpartition(":") if text.count(":") == 1 or text.startswith("[") else (text, "", "")
     host = host.removeprefix("[").removesuffix("]") if sep else host
     if sep:
@@ -437,20 +519,23 @@ def check_secret(value: Any, rule: dict) -> str:
     min_length = int(rule.get("min_length", 12))
     if len(value) < min_length:
         raise InputError(f"must be at least {min_length} characters long")
-    if not value.strip():
-        raise InputError("is only white space")
+    if all(c.isspace() or unicodedata.category(c) in ("Cf", "Zs") for c in value):
+        raise InputError("is only white space or invisible characters")
     if len(set(value)) < int(rule.get("min_distinct", 5)):
         raise InputError(f"must use at least {rule.get('min_distinct', 5)} different characters")
     weak = {str(w).lower() for w in rule.get("weak", [])}
-    if value.lower() in weak or value.lower().strip("0123456789!") in weak:
-        raise InputError("is a well-known default password")
+    # "password1234", "lay7stats-2024", "1234567890123": a known word with digits or signs around it.
+    core = value.lower().strip("0123456789!-_.@#?* ")
+    if value.lower() in weak or not core or core in weak:
+        raise InputError("is a well-known default password, the user name, or only digits and signs around one")
     return value
 
 
 # SHA-512 / SHA-256 crypt (optional rounds, salt, digest) or yescrypt (params, salt, digest).
 _CRYPT_HASH = re.compile(
-    r"\$(?:6|5)\$(?:rounds=[0-9]{4,9}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43,86}"
-    r"|\$y\$[./0-9A-Za-z]+\$[./0-9A-Za-z]{1,86}\$[./0-9A-Za-z]{43}"
+    r"\$6\$(?:rounds=[1-9][0-9]{3,4}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{86}"
+    r"|\$5\$(?:rounds=[1-9][0-9]{3,4}\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43}"
+    r"|\$y\$j9T\$[./0-9A-Za-z]{1,86}\$[./0-9A-Za-z]{43}"
 )
 
 
@@ -462,7 +547,10 @@ def check_crypt_hash(value: Any, rule: dict) -> str:
             return value
         raise InputError("must not be empty")
     if not _CRYPT_HASH.fullmatch(value):
-        raise InputError("must be a crypt(3) hash: SHA-512 ($6$), SHA-256 ($5$) or yescrypt ($y$), e.g. from 'mkpasswd -m sha-512'")
+        raise InputError(
+            "must be a crypt(3) hash: SHA-512 ($6$) or SHA-256 ($5$) with at most 99999 rounds, or yescrypt ($y$j9T$) at"
+            " its default cost, e.g. from 'mkpasswd -m sha-512' (HAProxy hashes on every stats request: a costlier hash stalls it)"
+        )
     return value
 
 
@@ -527,6 +615,7 @@ CHECKERS: dict[str, Callable[[Any, dict], Any]] = {
     "crypt_hash": check_crypt_hash,
     "dict": check_dict,
     "duration": check_duration,
+    "header_name": check_header_name,
     "hostname": check_hostname,
     "int": check_int,
     "interface": check_interface,
@@ -553,7 +642,9 @@ def check_value(value: Any, rule: dict) -> Any:
     kind = rule.get("kind")
     if kind not in CHECKERS:
         raise KeyError(f"unknown rule kind {kind!r}; known: {', '.join(sorted(CHECKERS))}")
-    if rule.get("allow_empty") and value in ("", None, []):
+    if value is None:
+        raise InputError("is null (an empty YAML value); give a value, or '' where empty is allowed")
+    if rule.get("allow_empty") and (value == "" or value == []):
         return value
     return CHECKERS[kind](value, rule)
 

@@ -63,7 +63,8 @@ VAR_BACKEND = "txn.lay7_be"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # RFC 3986 path characters (pchar and "/"); "%" must start a percent-encoding.
 _PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-Fa-f]{2})*")
-_CHECK_PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
+# Without the single quote (legal in RFC 3986): it is HAProxy's quoting character.
+_CHECK_PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2})*")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _METHOD_RE = re.compile(r"[A-Z][A-Z0-9_-]*")
@@ -132,12 +133,18 @@ def _as_int(where: str, field: str, value, lo: int, hi: int) -> int:
 
 
 def _as_name(where: str, field: str, value) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        _fail(f"{where}: {field} {_show(value)} must be a string, got a number (quote it in YAML)")
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         _fail(
             f"{where}: {field} {_show(value)} is not a valid name "
             "(letters, digits, '_', '.', '-'; starting with a letter or digit; at most 63 characters)"
         )
     return str(value)
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_V4_COMPAT = ipaddress.ip_network("::/96")
 
 
 def _server_address(where: str, value) -> str:
@@ -161,8 +168,12 @@ def _server_address(where: str, value) -> str:
                 f"{where}: {field} is the unspecified (wildcard) address; HAProxy would connect to "
                 "the client's original destination, itself or the VIP"
             )
+        if ip.version == 6 and not ip.is_loopback and (ip.ipv4_mapped or ip.sixtofour or ip in _NAT64 or ip in _V4_COMPAT):
+            _fail(f"{where}: {field} is an IPv6 form of an IPv4 address; write the IPv4 address itself")
         if ip.is_multicast:
             _fail(f"{where}: {field} is a multicast address, not a server")
+        if ip.is_link_local:
+            _fail(f"{where}: {field} is a link-local address, unusable without an interface (zone) HAProxy cannot take")
         if ip.version == 4 and ip in ipaddress.ip_network("0.0.0.0/8"):
             _fail(f"{where}: {field} is in 0.0.0.0/8 ('this network'), which is not a destination")
         if ip.version == 4 and ip.is_reserved:
@@ -177,6 +188,9 @@ def _server_address(where: str, value) -> str:
     if ":" in value:
         _fail(f"{where}: {field} is not a valid IPv6 address")
     labels = value[:-1].split(".") if value.endswith(".") else value.split(".")
+    if len(labels) <= 4 and all(re.fullmatch(r"0[xX][0-9A-Fa-f]*|[0-9]+", label) for label in labels):
+        # 0x0, 0x7f000001, 127.1: the C resolver (inet_aton) reads these as IPv4 addresses.
+        _fail(f"{where}: {field} is a numeric (hex, octal or short) IPv4 spelling, not a valid IPv4 address or host name")
     if labels[-1].isdigit():
         # An all-numeric last label is an IPv4 address (or a typo of one), never a host name:
         # 999.999.999.999, 192.000.002.031 (leading zeros read as octal by some resolvers), 0.

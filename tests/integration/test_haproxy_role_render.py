@@ -232,6 +232,11 @@ BAD_INPUTS = [
      "haproxy_l7_peers"),
     ("haproxy_l7_retry_methods", ["GET", "POST"], "haproxy_l7_retry_methods"),
     ("haproxy_l7_routing_mode", "maps", "haproxy_l7_routing_mode"),
+    # A server at the VIP is this load balancer: requests would loop.
+    ("haproxy_l7_backends", {**SEED_BACKENDS, "b_pool": {"servers": [{"name": "web3", "address": "192.168.56.100", "port": 80}]}},
+     "a server's address is haproxy_l7_frontend_address 192.168.56.100"),
+    ("haproxy_l7_hard_stop_after", "5m\n    stats socket ipv4@0.0.0.0:9999 level admin", "haproxy_l7_hard_stop_after"),
+    ("haproxy_l7_stats_password_hash", "$6$rounds=999999999$abcdefgh$" + "a" * 86, "haproxy_l7_stats_password_hash: (secret, not shown)"),
 ]
 
 
