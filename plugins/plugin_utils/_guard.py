@@ -33,7 +33,10 @@ class InputError(ValueError):
 
 # --- shared primitives -------------------------------------------------------------
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Control characters, line and paragraph separators, and the invisible format characters
+# (zero-width, bidirectional overrides, byte-order mark) and lone surrogates, which either
+# break a file's encoding or make a value read differently from what it is.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
 
 
 def show(value: Any) -> str:
@@ -92,7 +95,7 @@ def _int(value: Any, lo: int, hi: int) -> int:
         raise InputError(f"must be an integer {lo}-{hi}, got a boolean")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,12}", value):
+    elif isinstance(value, str) and re.fullmatch(r"0|[1-9][0-9]{0,11}", value):
         number = int(value)
     else:
         raise InputError(f"must be an integer {lo}-{hi}")
@@ -119,7 +122,10 @@ _FS_PATH = r"/[A-Za-z0-9._/+@-]*"
 def check_name(value: Any, rule: dict) -> str:
     text = _string(value, max_length=int(rule.get("max_length", 63)))
     pattern = rule.get("pattern", _NAME)
-    return _charset(text, pattern, rule.get("what", "a name of letters, digits, '_', '.' and '-' starting with a letter or digit"), r"[A-Za-z0-9_.-]")
+    _charset(text, pattern, rule.get("what", "a name of letters, digits, '_', '.' and '-' starting with a letter or digit"), r"[A-Za-z0-9_.-]")
+    if text in rule.get("reserved", []):
+        raise InputError("is a name the role uses itself: " + ", ".join(rule["reserved"]))
+    return text
 
 
 def check_token(value: Any, rule: dict) -> str:
@@ -144,6 +150,8 @@ def check_header_name(value: Any, rule: dict) -> str:
     _charset(text, r"[A-Za-z0-9][A-Za-z0-9-]*", "a header name of letters, digits and '-'", r"[A-Za-z0-9-]")
     if rule.get("set_by_role") and text.lower() in _RESERVED_HEADERS:
         raise InputError("is a header that carries the message's framing or state; the role must not set it")
+    if "pattern" in rule and not re.fullmatch(rule["pattern"], text):
+        raise InputError("must be an X- header of its own (e.g. X-Served-By): a standard header would change every response")
     return text
 
 
@@ -193,6 +201,8 @@ def check_url_path(value: Any, rule: dict) -> str:
     if not text.startswith("/"):
         raise InputError("must be an absolute URL path starting with '/'")
     _charset(text, _URL_PATH, "a URL path of RFC 3986 characters without ' (percent-encode the rest)", r"[A-Za-z0-9\-._~!$&()*+,;=:@/%]")
+    if rule.get("plain") and "%" in text:
+        raise InputError("must not be percent-encoded: the web server compares it decoded, the load balancer as written")
     if text == "/" and not rule.get("allow_root", False):
         raise InputError("must not be '/' (that path belongs to the site)")
     if "/../" in text + "/" or "/./" in text + "/" or "//" in text:
@@ -270,7 +280,7 @@ def check_size(value: Any, rule: dict) -> str:
 
 # IPv6 ranges that stand for IPv4 addresses: a value in them would slip past every IPv4
 # check (::ffff:0:0 is 0.0.0.0 to a dual-stack socket). Write the IPv4 address instead.
-_IPV4_IN_IPV6 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96", "2002::/16", "::/96"))
+_IPV4_IN_IPV6 = tuple(ipaddress.ip_network(n) for n in ("::ffff:0:0/96", "64:ff9b::/96", "2002::/16"))
 
 
 def parse_ip(text: str, version: int | None = None):
@@ -299,8 +309,8 @@ def _ip_fit(address, rule: dict) -> None:
         raise InputError("is the broadcast address")
     if address.version == 4 and address in ipaddress.ip_network("0.0.0.0/8"):
         raise InputError("is in 0.0.0.0/8 ('this network'), which is not a destination")
-    if address.is_reserved:
-        raise InputError("is in a reserved range (240.0.0.0/4 for IPv4), not a host")
+    if address.version == 4 and address.is_reserved:
+        raise InputError("is in the reserved range 240.0.0.0/4, not a host")
     loopback = rule.get("loopback", "refuse")
     if loopback == "refuse" and address.is_loopback:
         raise InputError("is a loopback address; other hosts cannot reach it")
@@ -375,6 +385,8 @@ def check_network_list(value: Any, rule: dict) -> list:
                 raise InputError("includes the unspecified address (0.0.0.0 or ::), which stands for any host")
             if network.is_multicast:
                 raise InputError("is a multicast address or network")
+            if network.is_link_local:
+                raise InputError("is a link-local address or network, which no other host reaches through a router")
             if network.version == 4 and network.broadcast_address == ipaddress.IPv4Address("255.255.255.255"):
                 raise InputError("includes the broadcast address 255.255.255.255")
             if network.version == 6 and any(network.overlaps(n) for n in _IPV4_IN_IPV6):
@@ -419,7 +431,7 @@ _SYSTEM_PATHS = frozenset(
 # anything inside them (home directories, SSH, systemd units, sudo and cron).
 _REFUSED_PARENTS = frozenset("/ /etc /lib /lib64 /sbin /bin /opt /var /var/lib /var/log /var/cache /var/spool /mnt /media /tmp /var/tmp".split())
 _REFUSED_TREES = tuple(
-    "/boot /dev /home /proc /root /run /sys /usr /etc/ssh /etc/systemd /etc/sudoers.d /etc/cron.d "
+    "/boot /dev /home /proc /root /run /sys /usr /var/lib /var/spool /var/backups /var/cache /var/mail /var/log /etc/ssh /etc/systemd /etc/sudoers.d /etc/cron.d "
     "/etc/pam.d /etc/security /etc/ssl /etc/apt /etc/default /etc/network /etc/init.d /etc/profile.d".split()
 )
 
@@ -441,6 +453,12 @@ def check_path(value: Any, rule: dict) -> str:
     if rule.get("parent"):
         if text in _REFUSED_PARENTS or any(text == tree or text.startswith(tree + "/") for tree in _REFUSED_TREES):
             raise InputError("is a system directory; name a directory of its own inside it")
+        # /etc holds every service's secrets (TLS keys, database passwords): only the
+        # directories the rule names for this daemon, such as /etc/haproxy.
+        allowed_etc = rule.get("etc_allowed", [])
+        if text.startswith("/etc/") and not any(text == d or text.startswith(d + "/") for d in allowed_etc):
+            raise InputError("lies in /etc, which holds other services' configuration and keys; allowed there: "
+                             + (", ".join(allowed_etc) or "nothing"))
     elif text in _SYSTEM_PATHS:
         raise InputError("is a system path the role would take over (chmod, clean up or overwrite)")
     under = rule.get("under", [])
@@ -479,7 +497,7 @@ def check_interface(value: Any, rule: dict) -> str:
     text = _string(value, max_length=15)
     if text == rule.get("auto", "auto"):
         return text
-    _charset(text, r"[A-Za-z0-9_.@-]{1,15}", "an interface name (up to 15 letters, digits, '_', '.', '@' and '-') or 'auto'")
+    _charset(text, r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,14}", "an interface name (up to 15 letters, digits, '_', '.', '@' and '-') or 'auto'")
     return text
 
 
@@ -495,8 +513,11 @@ def check_log_target(value: Any, rule: dict) -> str:
         return check_path(text, {"under": ["/run/systemd/journal", "/var/lib/haproxy/dev"]})
     if text.count(":") > 1 and not text.startswith("["):
         raise InputError("is an IPv6 address without brackets: HAProxy reads the last ':' as the port; write [address]:port")
-    host, sep, port = text.rpartition(":") if text.count(":") == 1 or text.startswith("[") else (text, "", "")
-    host = host.removeprefix("[").removesuffix("]") if sep else host
+    if text.startswith("[") and text.endswith("]"):
+        host, sep, port = text, "", ""
+    else:
+        host, sep, port = text.rpartition(":") if text.count(":") == 1 or text.startswith("[") else (text, "", "")
+    host = host.removeprefix("[").removesuffix("]")
     if sep:
         try:
             _int(port, 1, 65535)
@@ -521,12 +542,17 @@ def check_secret(value: Any, rule: dict) -> str:
         raise InputError(f"must be at least {min_length} characters long")
     if all(c.isspace() or unicodedata.category(c) in ("Cf", "Zs") for c in value):
         raise InputError("is only white space or invisible characters")
+    if (value + value).find(value, 1) < len(value):
+        raise InputError("is one shorter string repeated")
     if len(set(value)) < int(rule.get("min_distinct", 5)):
         raise InputError(f"must use at least {rule.get('min_distinct', 5)} different characters")
     weak = {str(w).lower() for w in rule.get("weak", [])}
     # "password1234", "lay7stats-2024", "1234567890123": a known word with digits or signs around it.
-    core = value.lower().strip("0123456789!-_.@#?* ")
-    if value.lower() in weak or not core or core in weak:
+    core = value.lower()
+    for word in sorted((w for w in weak if len(w) >= 4), key=len, reverse=True):
+        core = core.replace(word, "")
+    core = core.strip("0123456789!-_.@#?* ")
+    if value.lower() in weak or len(core) < 4:
         raise InputError("is a well-known default password, the user name, or only digits and signs around one")
     return value
 
@@ -659,15 +685,16 @@ def _relations(values: dict, rules: dict) -> list:
                 problems.append((field, f"{field}: {_shown(field, value, rules)} is the same as {other}"))
         prefix_field = rule.get("prefix_field")
         if prefix_field and prefix_field in values:
-            try:
-                address = ipaddress.ip_address(str(value))
-                prefix = int(values[prefix_field])
-                network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
-            except ValueError:
-                continue
-            if network.num_addresses > 2 and address in (network.network_address, network.broadcast_address):
-                kind = "network" if address == network.network_address else "broadcast"
-                problems.append((field, f"{field}: {show(value)} is the {kind} address of {network} ({prefix_field}: {prefix})"))
+            for item in value if isinstance(value, (list, tuple)) else [value]:
+                try:
+                    address = ipaddress.ip_address(str(item))
+                    prefix = int(values[prefix_field])
+                    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+                except ValueError:
+                    continue
+                if network.num_addresses > 2 and address in (network.network_address, network.broadcast_address):
+                    kind = "network" if address == network.network_address else "broadcast"
+                    problems.append((field, f"{field}: {show(item)} is the {kind} address of {network} ({prefix_field}: {prefix})"))
     return problems
 
 

@@ -347,6 +347,34 @@ BAD = [
     ("apache_web", "apache_web_document_root_parents", ["/home/alice", "/var/www"], "system directory"),
     ("apache_web", "apache_web_document_root", "/var/www/.ssh", "hidden"),
     ("haproxy_l7", "haproxy_l7_map_dir", "/etc/haproxy/.maps", "hidden"),
+    # --- a third set (a second review of the fixed version) ---
+    ("apache_web", "apache_web_http_allowed_sources", ["fe80::/10"], "link-local"),
+    ("haproxy_l7", "haproxy_l7_retry_on", [], "at least 1"),
+    ("haproxy_l7", "haproxy_l7_retry_methods", [], "at least 1"),
+    ("haproxy_l7", "haproxy_l7_frontend_name", "lay7_stats", "uses itself"),
+    ("haproxy_l7", "haproxy_l7_frontend_name", "lay7_monitor", "uses itself"),
+    ("apache_web", "apache_web_page_text", "Hi \ud800", "control character"),
+    ("apache_web", "apache_web_page_text", "Hi \u202egnp.exe", "control character"),
+    ("apache_web", "apache_web_served_by_value", "\ufeffweb1", "control character"),
+    ("keepalived_vip", "keepalived_vip_unicast_peers", ["192.168.56.255"], "broadcast address"),
+    ("apache_web", "apache_web_remoteip_header", "Host", "one of"),
+    ("apache_web", "apache_web_remoteip_header", "X-Client-Spoofable", "one of"),
+    ("apache_web", "apache_web_served_by_header_name", "Refresh", "X- header"),
+    ("apache_web", "apache_web_served_by_header_name", "Access-Control-Allow-Origin", "X- header"),
+    ("apache_web", "apache_web_document_root_parents", ["/etc/letsencrypt", "/var/www"], "lies in /etc"),
+    ("apache_web", "apache_web_document_root_parents", ["/var/backups", "/var/www"], "system directory"),
+    ("apache_web", "apache_web_document_root_parents", ["/var/lib/mysql", "/var/www"], "system directory"),
+    ("haproxy_l7", "haproxy_l7_path_parents", ["/etc/haproxy", "/var/spool/cron"], "system directory"),
+    ("haproxy_l7", "haproxy_l7_path_parents", ["/etc/haproxy", "/etc/cron.daily"], "lies in /etc"),
+    ("haproxy_l7", "haproxy_l7_path_parents", ["/etc/haproxy", "/etc/logrotate.d"], "lies in /etc"),
+    ("haproxy_l7", "haproxy_l7_admin_socket", "/var/lib/haproxy/dev/log", "must end in .sock"),
+    ("haproxy_l7", "haproxy_l7_frontend_address", "127.0.0.1", "loopback"),
+    ("haproxy_l7", "haproxy_l7_health_check_path", "/h%41", "percent-encoded"),
+    ("apache_web", "apache_web_health_path", "/h%41", "percent-encoded"),
+    ("keepalived_vip", "keepalived_vip_interface", "-", "interface name"),
+    ("keepalived_vip", "keepalived_vip_interface", "..", "interface name"),
+    ("keepalived_vip", "keepalived_vip_router_id", "051", "integer"),
+    ("haproxy_l7", "haproxy_l7_frontend_port", "080", "integer"),
 ]
 
 
@@ -371,6 +399,9 @@ SECRETS = [
     "lay7stats-2024",
     "\u200b" * 10 + "ab",
     "\u00a0" * 14,
+    "lay7stats-lay7stats",
+    "abcdefabcdef",
+    "Password-Password",
     "aaaaaaaaaaaaaaa",
     "abababababababab",
     "password1234",
@@ -465,6 +496,9 @@ def test_long_values_are_cut_in_messages():
 @pytest.mark.parametrize(
     ("field", "value"),
     [
+        ("haproxy_l7_monitor_address", "::1"),
+        ("haproxy_l7_log_target", "[2001:db8::1]"),
+        ("haproxy_l7_log_target", "[2001:db8::1]:514"),
         ("haproxy_l7_frontend_address", "2001:db8::100"),
         ("haproxy_l7_log_target", "192.0.2.5:514"),
         ("haproxy_l7_log_target", "stdout"),
@@ -481,3 +515,8 @@ def test_good_values_pass(field, value):
 
 def test_filter_is_registered():
     assert FilterModule().filters()["input_guard"] is input_guard
+
+
+def test_ipv6_loopback_and_private_ranges_are_fine_as_proxies():
+    assert refused("apache_web", apache_web_trusted_proxies=["::1", "192.168.56.21", "fd12:3456::/32"]) == []
+    assert refused("apache_web", apache_web_http_allowed_sources=["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]) == []
