@@ -38,9 +38,11 @@ description:
     once may hold a variable repetition, such as "(a+)+". See C(docs/routing.md), "Regex subset".
   - Server addresses are IPv4/IPv6 literals or RFC 1123 host names without a port; wildcard,
     multicast and broadcast addresses are rejected.
+  - A C(host) is compared with the whole C(Host) header, port removed, lower-cased; a malformed
+    header (a comma list, a trailing dot, an IPv6 literal) matches no host route, in both forms.
   - A compiled table has at most 8000 frontend lines, so C(haproxy -c) stays well under 2 s;
-    O(mode=auto) then uses maps, O(mode=acl) is refused, and a map form whose host, method and
-    regex routes exceed it is refused.
+    O(mode=auto) then uses maps, O(mode=acl) is refused, and a map form whose wildcard-host,
+    method and regex routes exceed it is refused.
   - See C(docs/routing.md) in the collection for the model in depth.
 positional: backends, default_backend
 options:
@@ -81,9 +83,10 @@ options:
     default: 6
   mode:
     description:
-      - C(acl) emits named ACLs and C(use_backend) lines; C(map) puts host- and method-free
-        exact and prefix routes into map files looked up once per request, leaving only host,
-        method and regex routes as ACL rules; C(auto) chooses by O(map_threshold).
+      - C(acl) emits named ACLs and C(use_backend) lines; C(map) puts method-free exact and
+        prefix routes without a host or with an exact host into map files (keyed by path, or by
+        host and path) looked up once per request, leaving only wildcard-host, method and regex
+        routes as ACL rules; C(auto) chooses by O(map_threshold).
       - Both forms route every request identically.
     type: str
     choices: [auto, acl, map]

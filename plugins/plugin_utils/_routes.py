@@ -12,12 +12,18 @@ Two compiled forms route identically (the unit and loopback tests prove it):
 
 * ``acl``: one named ACL per condition and ``use_backend`` lines already sorted by
   precedence, since HAProxy evaluates ``use_backend`` in file order, first match wins.
-* ``map``: routes without host or method conditions go into two map files, looked up
-  once per request (``map_str`` for exact keys, ``map_beg`` for ``/prefix/`` keys, which
-  HAProxy indexes as a longest-match prefix tree). Each map value is
-  ``<rank>:<backend>`` where rank is the route's position in precedence order; the
-  remaining (host, method, regex) routes are ACL rules that override the map result
-  only when their rank is lower, so precedence is identical to the ``acl`` form.
+* ``map``: exact and prefix routes without methods go into map files, looked up once per
+  request (``map_str`` for exact keys, ``map_beg`` for ``/prefix/`` keys, which HAProxy
+  indexes as a longest-match prefix tree): host-less routes keyed by path, routes with an
+  exact host keyed by ``<host>:<path>`` and looked up on the same host value the acl form
+  compares (the ``Host`` header, port removed, lower-cased) joined to the path by ``:``.
+  A host never holds a ``:`` once its port is removed, so the first ``:`` of a key and of
+  the looked-up value both end the host: a key matches only its own host. Each map value
+  is ``<rank>:<backend>`` where rank is the route's position in precedence order; exact
+  hosts come first in that order, so a host map hit outranks any path map hit and the
+  host maps are looked up first. The remaining (wildcard host, method, regex) routes are
+  ACL rules that override the map result only when their rank is lower, so precedence is
+  identical to the ``acl`` form.
 """
 
 from __future__ import annotations
@@ -53,11 +59,21 @@ SERVER_KEYS = ("name", "address", "port", "weight", "backup")
 
 EXACT_MAP_NAME = "lay7_routes_exact.map"
 PREFIX_MAP_NAME = "lay7_routes_prefix.map"
+HOST_EXACT_MAP_NAME = "lay7_routes_host_exact.map"
+HOST_PREFIX_MAP_NAME = "lay7_routes_host_prefix.map"
 
-# Variables used by the map form: the best candidate so far ("<rank>:<backend>")
-# and the backend finally chosen.
+# Variables used by the map form: the best candidate so far ("<rank>:<backend>"), the
+# backend finally chosen, and for host maps the path and the "<host>:<path>" lookup key.
 VAR_HIT = "txn.lay7_hit"
 VAR_BACKEND = "txn.lay7_be"
+VAR_PATH = "txn.lay7_path"
+VAR_HOST_KEY = "txn.lay7_hostpath"
+
+# The host value routes compare (both forms): the whole Host header (req.fhdr; req.hdr would
+# split "a.example.com,b.example.com" into two values, which an ACL tries one by one but a
+# variable cannot hold), the port removed, lower-cased. HAProxy refuses two different Host
+# headers (400) and merges identical ones, so there is one value.
+HOST_FETCH = "req.fhdr(host),field(1,:),lower"
 
 # Names end up in HAProxy identifiers (ACL, backend and server names).
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
@@ -281,6 +297,17 @@ class Route:
     def conditioned(self) -> bool:
         """True when the route cannot live in a path-only map."""
         return self.host is not None or bool(self.methods) or self.match == "regex"
+
+    @property
+    def host_mapped(self) -> bool:
+        """True when the map form looks the route up in a host map (exact host, no methods,
+        exact or prefix path)."""
+        return self.host_class == 0 and not self.methods and self.match != "regex"
+
+    @property
+    def ruled(self) -> bool:
+        """True when the route stays an ACL rule in the map form."""
+        return self.conditioned and not self.host_mapped
 
     def precedence_key(self) -> tuple:
         """Gateway API order: host exact > wildcard (longer first) > none; exact path >
@@ -664,7 +691,7 @@ def _route_acls(route: Route) -> tuple:
     conds = []
     if route.host is not None:
         acl = f"{base}_host"
-        fetch = "req.hdr(host),field(1,:),lower"
+        fetch = HOST_FETCH
         if route.host.startswith("*."):
             lines.append(f"acl {acl} {fetch} -m end {hquote(route.host[1:])}")
         else:
@@ -718,34 +745,58 @@ def emit_acl(ordered: list, backends: dict, default_backend: str) -> list:
     return lines
 
 
+def _add_path_keys(exact: dict, prefix: dict, key_prefix: str, route: Route, value: str) -> None:
+    """Map keys of an exact or prefix route: ``key_prefix`` (``""`` or ``"<host>:"``) then
+    the path. Routes are visited in precedence order, so the first route to claim a key
+    keeps it (an exact route keeps "/a" from a prefix route "/a")."""
+    if route.match == "exact":
+        exact.setdefault(key_prefix + route.path, value)
+    elif route.path == "/":
+        prefix.setdefault(key_prefix + "/", value)
+    else:
+        # "/a" itself is an exact key; "/a/" a prefix key.
+        exact.setdefault(key_prefix + route.path, value)
+        prefix.setdefault(key_prefix + route.path + "/", value)
+
+
 def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) -> tuple:
     exact = {}
     prefix = {}
-    conditioned = []
+    host_exact = {}
+    host_prefix = {}
+    ruled = []
     for rank, route in enumerate(ordered):
         value = f"{rank}:{route.backend}"
-        if route.conditioned:
-            conditioned.append((rank, route))
-        elif route.match == "exact":
-            exact.setdefault(route.path, value)
-        elif route.path == "/":
-            prefix.setdefault("/", value)
+        if route.host_mapped:
+            # The host holds no ':' (validated), and neither does the looked-up host once
+            # field(1,:) removed the port: the first ':' ends the host in key and value alike.
+            _add_path_keys(host_exact, host_prefix, route.host + ":", route, value)
+        elif route.ruled:
+            ruled.append((rank, route))
         else:
-            # "/a" itself is an exact key; "/a/" a prefix key. Routes are visited in
-            # precedence order, so an exact route for the same key keeps the key.
-            exact.setdefault(route.path, value)
-            prefix.setdefault(route.path + "/", value)
-    exact_path = f"{map_dir.rstrip('/')}/{EXACT_MAP_NAME}"
-    prefix_path = f"{map_dir.rstrip('/')}/{PREFIX_MAP_NAME}"
-    sentinel = f"{len(ordered)}:{default_backend}"
+            _add_path_keys(exact, prefix, "", route, value)
 
-    lines = [
-        f"http-request set-var({VAR_HIT}) path,map_str({hquote(exact_path)})",
-        f"http-request set-var({VAR_HIT}) path,map_beg({hquote(prefix_path)},{sentinel}) "
-        f"if !{{ var({VAR_HIT}) -m found }}",
-    ]
+    def map_path(name: str) -> str:
+        return f"{map_dir.rstrip('/')}/{name}"
+
+    sentinel = f"{len(ordered)}:{default_backend}"
+    not_found = f"!{{ var({VAR_HIT}) -m found }}"
+    lines = []
+    if host_exact or host_prefix:
+        # Exact hosts rank before every other route, so a host map hit is the best map
+        # result: the path maps are looked up only when the host maps found nothing.
+        lines += [
+            f"http-request set-var({VAR_PATH}) path",
+            f"http-request set-var({VAR_HOST_KEY}) {HOST_FETCH},concat(:,{VAR_PATH}) if {{ var({VAR_PATH}) -m found }}",
+            f"http-request set-var({VAR_HIT}) var({VAR_HOST_KEY}),map_str({hquote(map_path(HOST_EXACT_MAP_NAME))})",
+            f"http-request set-var({VAR_HIT}) var({VAR_HOST_KEY}),map_beg({hquote(map_path(HOST_PREFIX_MAP_NAME))}) if {not_found}",
+            f"http-request set-var({VAR_HIT}) path,map_str({hquote(map_path(EXACT_MAP_NAME))}) if {not_found}",
+        ]
+    else:
+        lines.append(f"http-request set-var({VAR_HIT}) path,map_str({hquote(map_path(EXACT_MAP_NAME))})")
+    lines.append(f"http-request set-var({VAR_HIT}) path,map_beg({hquote(map_path(PREFIX_MAP_NAME))},{sentinel}) if {not_found}")
     rules = []
-    for rank, route in conditioned:
+    for rank, route in ruled:
         acls, cond = _route_acls(route)
         lines.extend(acls)
         rules.append(
@@ -767,9 +818,14 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
         return "".join(f"{key} {entries[key]}\n" for key in sorted(entries))
 
     maps = [
-        {"name": EXACT_MAP_NAME, "path": exact_path, "content": content(exact)},
-        {"name": PREFIX_MAP_NAME, "path": prefix_path, "content": content(prefix)},
+        {"name": EXACT_MAP_NAME, "path": map_path(EXACT_MAP_NAME), "content": content(exact)},
+        {"name": PREFIX_MAP_NAME, "path": map_path(PREFIX_MAP_NAME), "content": content(prefix)},
     ]
+    if host_exact or host_prefix:
+        maps += [
+            {"name": HOST_EXACT_MAP_NAME, "path": map_path(HOST_EXACT_MAP_NAME), "content": content(host_exact)},
+            {"name": HOST_PREFIX_MAP_NAME, "path": map_path(HOST_PREFIX_MAP_NAME), "content": content(host_prefix)},
+        ]
     return lines, maps
 
 
@@ -844,13 +900,13 @@ def compile_routes(
     if mode == "map":
         frontend, maps = emit_map(ordered, norm_backends, default_backend, map_dir)
         if len(frontend) > MAX_FRONTEND_LINES:
-            conditioned = sum(1 for r in ordered if r.conditioned)
+            ruled = sum(1 for r in ordered if r.ruled)
             _fail(
-                f"route table: {conditioned} of {len(ordered)} routes have a host, methods or a regex, which "
+                f"route table: {ruled} of {len(ordered)} routes have a wildcard host, methods or a regex, which "
                 f"stay HAProxy rules even in the map form: {len(frontend)} frontend lines, more than "
                 f"{MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see docs/routing.md, "
-                "'Limits'); give fewer routes a host, methods or a regex (a prefix route without them costs "
-                "nothing in the map form)"
+                "'Limits'); give fewer routes a wildcard host, methods or a regex (an exact or prefix route "
+                "without them, with or without an exact host, costs nothing in the map form)"
             )
     return {
         "mode": mode,

@@ -56,6 +56,34 @@ COMPLEX_TARGETS = [
 HOSTS = [None, "api.example.com", "API.Example.COM:8080", "x.example.com", "example.com"]
 METHODS = ["GET", "POST", "DELETE"]
 
+# Exact hosts (the map form's host maps) overlapping host-less, method, wildcard and regex routes.
+HOST_BACKENDS = dict(COMPLEX_BACKENDS, shop={"servers": [server("shop1", 19)], "fallback": "main"})
+HOST_ROUTES = [
+    {"name": "api", "host": "api.example.com", "path": "/", "backend": "api"},
+    {"name": "apiv1", "host": "api.example.com", "path": "/v1/", "backend": "b_pool"},
+    {"name": "apiusers", "host": "API.example.com", "path": "/v1/users", "match": "exact", "backend": "exact_be"},
+    {"name": "apipost", "host": "api.example.com", "path": "/v1", "methods": ["POST"], "backend": "meth_be"},
+    {"name": "wwwrx", "host": "www.example.com", "path": "/s/[0-9]+", "match": "regex", "backend": "regex_be"},
+    {"name": "wwwroot", "host": "www.example.com", "path": "/", "match": "exact", "backend": "main"},
+    {"name": "wwwstatic", "host": "www.example.com", "path": "/static", "backend": "a_pool"},
+    {"name": "cart", "host": "shop.example.org", "path": "/cart", "match": "exact", "backend": "shop"},
+    {"name": "cartp", "host": "shop.example.org", "path": "/cart", "backend": "exact_be"},
+    {"name": "wv1", "host": "*.example.com", "path": "/v1", "backend": "wild_be"},
+    {"name": "v1", "path": "/v1", "backend": "a_pool"},
+    {"name": "users", "path": "/v1/users", "match": "exact", "backend": "exact_be"},
+    {"name": "static", "path": "/static", "methods": ["GET"], "backend": "meth_be"},
+    {"name": "mroot", "path": "/", "methods": ["DELETE"], "backend": "meth_be"},
+    {"name": "rx", "path": "/r/[0-9]+", "match": "regex", "backend": "regex_be"},
+]
+HOST_TARGETS = [
+    "/", "/v1", "/v1/", "/v1/users", "/v1/users/", "/v1/7", "/v10", "/V1", "/static", "/static/x", "/cart",
+    "/cart/x", "/carts", "/r/1", "/s/12", "*", "/v1:x",
+]  # fmt: skip
+HOST_HEADERS = [
+    None, "api.example.com", "API.Example.COM:8080", "www.example.com", "WWW.EXAMPLE.COM:80", "x.example.com",
+    "shop.example.org:443", "Shop.Example.Org", "api.example.com,www.example.com", "api.example.com.", "[::1]:80",
+]  # fmt: skip
+
 
 def _large_table(n: int) -> tuple:
     backends = {f"be{i}": {"servers": [server(f"s{i}", 10 + i)]} for i in range(4)}
@@ -117,11 +145,14 @@ def _check(proxy, routes, backends, default, requests, up) -> list:
         ("seed", SEED_ROUTES, SEED_BACKENDS, [(t, None, "GET") for t in TRICKY]),
         ("complex", COMPLEX_ROUTES, COMPLEX_BACKENDS, list(itertools.product(COMPLEX_TARGETS, HOSTS, METHODS))),
         ("large", LARGE_ROUTES, LARGE_BACKENDS, list(itertools.product(LARGE_TARGETS, [None], ["GET", "POST"]))),
+        ("hosts", HOST_ROUTES, HOST_BACKENDS, list(itertools.product(HOST_TARGETS, HOST_HEADERS, METHODS))),
         ("regex", REGEX_EDGE_ROUTES, REGEX_BACKENDS, [(t, None, "GET") for t in REGEX_TARGETS]),
     ],
 )
 def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, routes, backends, requests):
     compiled = compile_routes(routes, backends, "main" if "main" in backends else "be3", map_dir=str(tmp_path / "maps"), mode=mode)
+    if table == "hosts" and mode == "map":
+        assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_host_exact.map", "lay7_routes_host_prefix.map"}
     default = compiled["default_backend"]
     with running(compiled, tmp_path) as (proxy, _servers):
         problems = _check(proxy, routes, backends, default, requests, set(backends))

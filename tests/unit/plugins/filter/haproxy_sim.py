@@ -4,7 +4,9 @@ It lets unit tests run the *compiled* rules (ACL and map form) against requests 
 real HAProxy, following HAProxy 2.6 semantics: ``http-request`` rules run in order before any
 ``use_backend``; ``use_backend`` rules are evaluated in file order, first match wins, then
 ``default_backend``; ``-m reg`` searches (it is not implicitly anchored) the path's bytes, as
-PCRE2 without UTF does; ``map_beg`` returns the longest matching key. Anything outside the known subset raises, so an emitter change
+PCRE2 without UTF does; ``map_beg`` returns the longest matching key; ``req.fhdr(host)`` is the
+whole Host header (one value: HAProxy refuses differing duplicates); ``concat`` appends
+nothing for a variable that is not set. Anything outside the known subset raises, so an emitter change
 cannot slip past the tests by being silently ignored. tests/integration checks the same
 behaviour against the real binary.
 """
@@ -14,8 +16,18 @@ from __future__ import annotations
 import re
 
 
+HOST_FETCH = "req.fhdr(host),field(1,:),lower"
+
+
 class Unsupported(Exception):
     pass
+
+
+def _host_value(req) -> str | None:
+    """``req.fhdr(host),field(1,:),lower``: the Host header up to its first ':', lower-cased."""
+    if req.host is None:
+        return None
+    return req.host.split(":", 1)[0].lower()
 
 
 def split_words(line: str) -> list:
@@ -85,7 +97,7 @@ class Frontend:
                 if w[3] != "-m":
                     raise Unsupported(w)
                 match, patterns = w[4], w[5:]
-            if fetch not in ("path", "method", "req.hdr(host),field(1,:),lower"):
+            if fetch not in ("path", "method", HOST_FETCH):
                 raise Unsupported(f"fetch {fetch}")
             if match not in ("str", "beg", "end", "reg"):
                 raise Unsupported(f"match {match}")
@@ -129,9 +141,7 @@ class Frontend:
             return req.path
         if fetch == "method":
             return req.method
-        if req.host is None:
-            return None
-        return req.host.split(":", 1)[0].lower()
+        return _host_value(req)
 
     @staticmethod
     def _match(value, match: str, patterns: list) -> bool:
@@ -176,17 +186,25 @@ class Frontend:
         return True
 
     def _expr(self, expr: str, req: Request, vars_: dict):
-        m = re.fullmatch(r"path,map_str\(([^,)]+)\)", expr)
+        if expr == "path":
+            return req.path
+        m = re.fullmatch(re.escape(HOST_FETCH) + r",concat\(:,([^)]+)\)", expr)
         if m:
-            return None if req.path is None else self.maps[m.group(1)].get(req.path)
-        m = re.fullmatch(r"path,map_beg\(([^,)]+)(?:,([^)]*))?\)", expr)
+            host = _host_value(req)
+            return None if host is None else host + ":" + vars_.get(m.group(1), "")
+        m = re.fullmatch(r"(path|var\([^)]+\)),map_str\(([^,)]+)\)", expr)
         if m:
-            if req.path is None:
+            key = self._source(m.group(1), req, vars_)
+            return None if key is None else self.maps[m.group(2)].get(key)
+        m = re.fullmatch(r"(path|var\([^)]+\)),map_beg\(([^,)]+)(?:,([^)]*))?\)", expr)
+        if m:
+            key = self._source(m.group(1), req, vars_)
+            if key is None:
                 return None
-            keys = [k for k in self.maps[m.group(1)] if req.path.startswith(k)]
+            keys = [k for k in self.maps[m.group(2)] if key.startswith(k)]
             if keys:
-                return self.maps[m.group(1)][max(keys, key=len)]
-            return m.group(2)
+                return self.maps[m.group(2)][max(keys, key=len)]
+            return m.group(3)
         m = re.fullmatch(r"str\(([^)]*)\)", expr)
         if m:
             return m.group(1)
@@ -195,6 +213,12 @@ class Frontend:
             value = vars_.get(m.group(1))
             return None if value is None else value.split(":")[1]
         raise Unsupported(expr)
+
+    @staticmethod
+    def _source(source: str, req: Request, vars_: dict):
+        if source == "path":
+            return req.path
+        return vars_.get(source[len("var(") : -1])
 
     def route(self, target: str, host: str | None = None, method: str = "GET", up: set | None = None) -> str:
         req = Request(target, host, method)
