@@ -77,6 +77,13 @@ CASES = {
     "map_dir_is_etc": (
         {"haproxy_l7_map_dir": "/etc"},
         ["haproxy_l7_map_dir: '/etc'"]),
+    # Relations only a real host can check: its interface's prefix and its addresses.
+    "vip_prefix_wider_than_subnet": (
+        {"keepalived_vip_prefix": 1},
+        ["keepalived_vip_prefix: 1 must be 32 or the prefix"]),
+    "unicast_src_not_on_host": (
+        {"keepalived_vip_unicast_src": "192.168.56.99"},
+        ["keepalived_vip_unicast_src: 192.168.56.99 is not an address of"]),
     "timeout_without_unit": (
         {"haproxy_l7_timeout_client": 30},
         ["haproxy_l7_timeout_client: 30", "milliseconds"]),
