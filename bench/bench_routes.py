@@ -16,8 +16,10 @@ Two more measurements go to bench/results/routes-compile.json (``--only compile,
 
 * ``compile``: seconds route_compile takes for 1,000 to 10,000 routes of several mixes;
 * ``check``: seconds ``haproxy -c`` takes for the acl form (seed-style backends, every pool
-  with a fallback) and for the map form with many conditioned (host, methods) routes, by the
-  number of frontend lines; they justify MAX_FRONTEND_LINES in plugin_utils/_routes.py.
+  with a fallback) and for the map form with many rule routes (host and methods), by the
+  number of frontend lines; they justify MAX_FRONTEND_LINES in plugin_utils/_routes.py. Then
+  the same for what route_compile emits for 10,000 routes of each kind (exact-host routes,
+  which the map form keeps in host maps, and a realistic mix).
 
 Only loopback is used. Run: ``make bench`` or ``python bench/bench_routes.py``.
 """
@@ -122,16 +124,60 @@ def conditioned_table(n: int) -> tuple:
     return routes, backends
 
 
+def host_table(n: int) -> tuple:
+    """n exact-host routes, one host on / each (the issue's shape: 24 s to compile, then refused)."""
+    return [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": f"pool{i % 8}"} for i in range(n)], table(0)[1]
+
+
+def host_sites_table(n: int) -> tuple:
+    """n exact-host routes, four per host: / and /api prefixes, /api/v1/status and /login exact."""
+    shapes = [("/", "prefix"), ("/api", "prefix"), ("/api/v1/status", "exact"), ("/login", "exact")]
+    routes = []
+    for i in range(n):
+        path, match = shapes[i % 4]
+        routes.append({"name": f"h{i}", "host": f"site{i // 4}.example.com", "path": path, "match": match, "backend": f"pool{i % 8}"})
+    return routes, table(0)[1]
+
+
+def realistic_mix(n: int) -> tuple:
+    """n routes (as the unit test's realistic_mix): 40% with an exact host (prefix and exact, some
+    with methods), 10% with methods, 5% regex, 5% wildcard host, the rest exact and prefix paths."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    for i in range(n):
+        route = {"name": f"r{i}", "backend": names[i % 8]}
+        kind = i % 20
+        if kind < 8:
+            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
+            if kind == 1:
+                route["match"] = "exact"
+        elif kind < 10:
+            route.update(path=f"/m{i}/x", methods=["POST", "PUT"])
+        elif kind == 10:
+            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
+        elif kind == 11:
+            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
+        elif kind % 3 == 0:
+            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
+        else:
+            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
+        routes.append(route)
+    return routes, backends
+
+
+# Tables compiled exactly as route_compile emits them (mode auto), for compile and haproxy -c.
+COMPILED_KINDS = {
+    "prefix+exact": table,
+    "mixed (1 in 8 host/methods/regex)": lambda n: mixed_table(n, 8),
+    "exact-host routes on /": host_table,
+    "exact-host sites (4 routes per host)": host_sites_table,
+    "realistic mix (40% host, 10% methods, 5% regex, 5% wildcard)": realistic_mix,
+}
+
+
 def measure_compile(routes_mod, sizes: list, repeat: int) -> list:
     """Seconds route_compile takes (median of ``repeat``), by table kind and size."""
-    kinds = {
-        "prefix+exact": lambda n: table(n),
-        "mixed (1 in 8 host/methods/regex)": lambda n: mixed_table(n, 8),
-        "host routes on / (refused above the limit)": lambda n: (
-            [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "pool0"} for i in range(n)],
-            table(0)[1],
-        ),
-    }
+    kinds = COMPILED_KINDS
     out = []
     for kind, make in kinds.items():
         for n in sizes:
@@ -188,6 +234,25 @@ def measure_check(routes_mod, acl_sizes: list, map_sizes: list, repeat: int, wor
                "accepted_by_compiler": len(frontend) <= routes_mod.MAX_FRONTEND_LINES}
         print(f"haproxy -c {form:<3} {kind:<40} {n:>6} routes {len(frontend):>7} lines  {seconds:>7.3f} s", flush=True)
         out.append(res)
+    return out
+
+
+def measure_compiled_check(routes_mod, sizes: list, repeat: int, workdir: pathlib.Path) -> list:
+    """``haproxy -c`` seconds on what compile_routes emits (mode auto) for every table kind."""
+    out = []
+    for kind, make in COMPILED_KINDS.items():
+        for n in sizes:
+            routes, backends = make(n)
+            sub = workdir / f"compiled-{n}-{len(out)}"
+            sub.mkdir()
+            compiled = routes_mod.compile_routes(routes, backends, "main", map_dir=str(sub / "maps"))
+            _ordered, norm = routes_mod.normalise(routes, backends, "main")
+            seconds = haproxy_check_seconds(compiled["frontend"], compiled["maps"], norm, sub, repeat)
+            res = {"form": compiled["mode"], "kind": kind, "routes": n, "frontend_lines": len(compiled["frontend"]),
+                   "map_entries": sum(m["content"].count("\n") for m in compiled["maps"]), "haproxy_check_s": round(seconds, 3)}
+            print(f"haproxy -c compiled {compiled['mode']:<3} {kind:<60} {n:>6} routes {len(compiled['frontend']):>6} lines "
+                  f"{res['map_entries']:>6} map entries {seconds:>7.3f} s", flush=True)
+            out.append(res)
     return out
 
 
@@ -365,6 +430,7 @@ def main() -> int:
     parser.add_argument("--compile-sizes", default="1000,5000,10000")
     parser.add_argument("--check-acl-sizes", default="500,1000,2000,3000,4000,5000")
     parser.add_argument("--check-map-sizes", default="1000,2000,3000,4000")
+    parser.add_argument("--check-compiled-sizes", default="10000")
     parser.add_argument("--compile-output", default=str(COMPILE_RESULTS))
     args = parser.parse_args()
     routes_mod = _import_compiler()
@@ -389,6 +455,9 @@ def main() -> int:
                     [int(s) for s in args.check_map_sizes.split(",")],
                     3,
                     pathlib.Path(tmp),
+                )
+                doc["haproxy_check_compiled"] = measure_compiled_check(
+                    routes_mod, [int(s) for s in args.check_compiled_sizes.split(",")], 3, pathlib.Path(tmp)
                 )
         out = pathlib.Path(args.compile_output)
         out.parent.mkdir(parents=True, exist_ok=True)
