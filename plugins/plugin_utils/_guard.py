@@ -17,6 +17,7 @@ wrapper around it. Pure functions: no I/O and no Ansible runtime state.
 from __future__ import annotations
 
 import ipaddress
+import math
 import posixpath
 import re
 import unicodedata
@@ -240,7 +241,7 @@ def check_number(value: Any, rule: dict) -> float:
         if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,6})?", value):
             raise InputError("must be a decimal number such as 0.1")
         number: float = float(value)
-    elif isinstance(value, float) and not value == value:  # NaN
+    elif isinstance(value, float) and math.isnan(value):
         raise InputError("must be a number")
     else:
         number = value
@@ -431,7 +432,8 @@ _SYSTEM_PATHS = frozenset(
 # anything inside them (home directories, SSH, systemd units, sudo and cron).
 _REFUSED_PARENTS = frozenset("/ /etc /lib /lib64 /sbin /bin /opt /var /var/lib /var/log /var/cache /var/spool /mnt /media /tmp /var/tmp".split())
 _REFUSED_TREES = tuple(
-    "/boot /dev /home /proc /root /run /sys /usr /var/lib /var/spool /var/backups /var/cache /var/mail /var/log /etc/ssh /etc/systemd /etc/sudoers.d /etc/cron.d "
+    "/boot /dev /home /proc /root /run /sys /usr /var/lib /var/spool /var/backups /var/cache /var/mail /var/log "
+    "/etc/ssh /etc/systemd /etc/sudoers.d /etc/cron.d "
     "/etc/pam.d /etc/security /etc/ssl /etc/apt /etc/default /etc/network /etc/init.d /etc/profile.d".split()
 )
 

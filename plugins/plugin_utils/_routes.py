@@ -84,7 +84,8 @@ _CHECK_PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&()*+,;=:@/?]|%[0-9A-Fa-f]{2}
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 _METHOD_RE = re.compile(r"[A-Z][A-Z0-9_-]*")
-_COOKIE_RE = re.compile(r"[A-Za-z0-9_.-]+")
+# Sent in a Set-Cookie on every response: a short token starting with a letter.
+_COOKIE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 # RFC 1123 host name label (letters, digits, '-'; not starting or ending with '-').
 _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 # Characters HAProxy's configuration parser passes through unquoted.
@@ -450,12 +451,20 @@ def _normalise_backends(backends) -> dict:
             if cookie_name is None:
                 cookie_name = "LAY7_" + re.sub(r"[^A-Z0-9]", "_", name.upper())
             if not isinstance(cookie_name, str) or not _COOKIE_RE.fullmatch(cookie_name):
-                _fail(f"{where}: cookie_name {_show(cookie_name)} must contain only letters, digits, '_', '.', '-'")
+                _fail(
+                    f"{where}: cookie_name {_show(cookie_name)} must start with a letter and contain only letters, digits,"
+                    " '_', '.', '-' (at most 64 characters)"
+                )
         elif cookie_name is not None:
             _fail(f"{where}: cookie_name {_show(cookie_name)} is set but persistence is {_show(persistence)}, not 'cookie'")
         check_path = spec.get("check_path")
         if check_path is not None and (not isinstance(check_path, str) or not _CHECK_PATH_RE.fullmatch(check_path)):
             _fail(f"{where}: check_path {_show(check_path)} must be a URI path starting with '/'")
+        # The same path rules as the role's own health_check_path: no empty, '.' or '..'
+        # segments (a '//host' path reads as a network path to some servers), no encoding.
+        if check_path is not None and ("//" in check_path or "%" in check_path or any(
+                seg in (".", "..") for seg in check_path.split("?", 1)[0].split("/"))):
+            _fail(f"{where}: check_path {_show(check_path)} must not contain '//', '.', '..' segments or percent-encoding")
         fallback = spec.get("fallback")
         if fallback is not None and not isinstance(fallback, str):
             _fail(f"{where}: fallback must be a backend name, got {_show(fallback)}")

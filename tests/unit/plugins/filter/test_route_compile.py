@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 
@@ -1288,6 +1289,25 @@ def test_good_server_address(address, emitted):
     assert [b for b in compiled["backends"] if b["name"] == "b_pool"][0]["servers"][0]["address"] == emitted
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"check_path": "//evil.example/x"}, "must not contain '//'"),
+        ({"check_path": "/../../etc"}, "'..' segments"),
+        ({"check_path": "/h%41"}, "percent-encoding"),
+        ({"check_path": "/h'z"}, "must be a URI path"),
+        ({"persistence": "cookie", "cookie_name": "A" * 5000}, "at most 64 characters"),
+        ({"persistence": "cookie", "cookie_name": "."}, "must start with a letter"),
+        ({"persistence": "cookie", "cookie_name": "1SESSION"}, "must start with a letter"),
+    ],
+)
+def test_bad_check_path_and_cookie_name(spec, message):
+    backends = copy.deepcopy(SEED_BACKENDS)
+    backends["b_pool"].update(spec)
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        compile_routes(SEED_ROUTES, backends, "main")
+
+
 BAD_PORTS = [
     pytest.param("5" * 5000, "port must be an integer 1..65535, got '55555555555555555555555555555555555555555555555555555555555...", id="5000-digits"),
     pytest.param(10**5000, "port an integer of about", id="5000-digit-int"),
@@ -1561,7 +1581,7 @@ HOSTILE_FIELDS = [
     pytest.param(dict(backends=_with_backend("b_pool", check_path="/health\n")),
                  r"^backend 'b_pool': check_path '/health\\n' must be a URI path", id="check-path-newline"),
     pytest.param(dict(backends=_with_backend("b_pool", persistence="cookie", cookie_name="SID\nX")),
-                 r"^backend 'b_pool': cookie_name 'SID\\nX' must contain only", id="cookie-newline"),
+                 r"^backend 'b_pool': cookie_name 'SID\\nX' must start with a letter and contain only", id="cookie-newline"),
     pytest.param(dict(backends={**SEED_BACKENDS, "x\n": {"servers": [server("w", 1)]}}),
                  r"^backends: backend name 'x\\n' is not a valid name", id="backend-name-newline"),
     pytest.param(dict(backends={**SEED_BACKENDS, 10**5000: {"servers": [server("w", 1)]}}),
