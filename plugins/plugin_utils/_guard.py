@@ -158,6 +158,8 @@ def check_header_name(value: Any, rule: dict) -> str:
 
 def check_hostname(value: Any, rule: dict) -> str:
     text = _string(value, max_length=253)
+    if text.count(":") == 1 or re.fullmatch(r".*\]:[0-9]+", text):
+        raise InputError("must be a host name without a port")
     is_ip = ":" in text or "%" in text or bool(re.fullmatch(r"[0-9.]+", text))
     if is_ip:
         _ip_fit(parse_ip(text), {"loopback": "allow"})
@@ -201,6 +203,8 @@ def check_url_path(value: Any, rule: dict) -> str:
     text = _string(value, max_length=int(rule.get("max_length", 1024)))
     if not text.startswith("/"):
         raise InputError("must be an absolute URL path starting with '/'")
+    if "?" in text or "#" in text:
+        raise InputError("must be a path alone: a query string ('?') or fragment ('#') is not supported here")
     _charset(text, _URL_PATH, "a URL path of RFC 3986 characters without ' (percent-encode the rest)", r"[A-Za-z0-9\-._~!$&()*+,;=:@/%]")
     if rule.get("plain") and "%" in text:
         raise InputError("must not be percent-encoded: the web server compares it decoded, the load balancer as written")
@@ -402,8 +406,8 @@ def check_network_list(value: Any, rule: dict) -> list:
         for network in collapsed:
             if network.prefixlen < _WIDEST_PREFIX[version]:
                 raise InputError(
-                    f"covers {network} together (wider than /{_WIDEST_PREFIX[version]}): that is a large part of "
-                    "the Internet, not a list of known hosts"
+                    f"covers {network} together, wider than /{_WIDEST_PREFIX[version]}: list the proxies' own "
+                    "addresses or subnets, not a large range"
                 )
         # Many disjoint blocks can add up to as much: count the addresses, not the blocks. Twice
         # the widest block still admits the private ranges together (10/8 + 172.16/12 + 192.168/16).
@@ -466,6 +470,10 @@ def check_path(value: Any, rule: dict) -> str:
     under = rule.get("under", [])
     if under and not any(text.startswith(prefix.rstrip("/") + "/") for prefix in under):
         raise InputError("must lie inside " + " or ".join(under))
+    # Files the daemon creates itself (sockets, logs) go straight into a directory that
+    # exists; a subdirectory would be missing and the start or reload would fail on the host.
+    if rule.get("direct") and posixpath.dirname(text) not in [prefix.rstrip("/") for prefix in under]:
+        raise InputError("must be directly inside " + " or ".join(under) + " (no subdirectory: the daemon does not create it)")
     suffix = rule.get("suffix")
     if suffix and not text.endswith(suffix):
         raise InputError(f"must end in {suffix}")
@@ -539,6 +547,9 @@ def check_secret(value: Any, rule: dict) -> str:
         raise InputError("must be a string")
     if _CONTROL.search(value):
         raise InputError("contains a control character (a line break, tab ...)")
+    # crypt(3) (libxcrypt) refuses passwords of 512 bytes or more: HAProxy would never match.
+    if len(value.encode("utf-8")) > 511:
+        raise InputError("is longer than 511 bytes in UTF-8, which crypt(3) does not hash")
     min_length = int(rule.get("min_length", 12))
     if len(value) < min_length:
         raise InputError(f"must be at least {min_length} characters long")
@@ -550,11 +561,14 @@ def check_secret(value: Any, rule: dict) -> str:
         raise InputError(f"must use at least {rule.get('min_distinct', 5)} different characters")
     weak = {str(w).lower() for w in rule.get("weak", [])}
     # "password1234", "lay7stats-2024", "1234567890123": a known word with digits or signs around it.
-    core = value.lower()
-    for word in sorted((w for w in weak if len(w) >= 4), key=len, reverse=True):
-        core = core.replace(word, "")
-    core = core.strip("0123456789!-_.@#?* ")
-    if value.lower() in weak or len(core) < 4:
+    def core(text: str) -> str:
+        for word in sorted((w for w in weak if len(w) >= 4), key=len, reverse=True):
+            text = text.replace(word, "")
+        return text.strip("0123456789!-_.@#?* ")
+
+    # P@ssw0rd2024 is "password" to whoever guesses passwords.
+    leet = value.lower().translate(str.maketrans("@4013$5!7", "aaoiessit"))
+    if value.lower() in weak or len(core(value.lower())) < 4 or len(core(leet)) < 4:
         raise InputError("is a well-known default password, the user name, or only digits and signs around one")
     return value
 
@@ -685,6 +699,13 @@ def _relations(values: dict, rules: dict) -> list:
         for other in rule.get("differs_from", []):
             if other in values and value not in ("", None) and _same(value, values[other]):
                 problems.append((field, f"{field}: {_shown(field, value, rules)} is the same as {other}"))
+        ceiling = rule.get("not_above")
+        if ceiling in values and rule.get("kind") == "duration":
+            try:
+                if parse_duration(str(value)) > parse_duration(str(values[ceiling])):
+                    problems.append((field, f"{field}: {show(value)} must not exceed {ceiling} ({show(values[ceiling])})"))
+            except InputError:
+                pass
         prefix_field = rule.get("prefix_field")
         if prefix_field and prefix_field in values:
             for item in value if isinstance(value, (list, tuple)) else [value]:

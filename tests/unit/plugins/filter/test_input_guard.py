@@ -367,7 +367,7 @@ BAD = [
     ("haproxy_l7", "haproxy_l7_path_parents", ["/etc/haproxy", "/var/spool/cron"], "system directory"),
     ("haproxy_l7", "haproxy_l7_path_parents", ["/etc/haproxy", "/etc/cron.daily"], "lies in /etc"),
     ("haproxy_l7", "haproxy_l7_path_parents", ["/etc/haproxy", "/etc/logrotate.d"], "lies in /etc"),
-    ("haproxy_l7", "haproxy_l7_admin_socket", "/var/lib/haproxy/dev/log", "must end in .sock"),
+    ("haproxy_l7", "haproxy_l7_admin_socket", "/var/lib/haproxy/log", "must end in .sock"),
     ("haproxy_l7", "haproxy_l7_frontend_address", "127.0.0.1", "loopback"),
     ("haproxy_l7", "haproxy_l7_health_check_path", "/h%41", "percent-encoded"),
     ("apache_web", "apache_web_health_path", "/h%41", "percent-encoded"),
@@ -375,6 +375,16 @@ BAD = [
     ("keepalived_vip", "keepalived_vip_interface", "..", "interface name"),
     ("keepalived_vip", "keepalived_vip_router_id", "051", "integer"),
     ("haproxy_l7", "haproxy_l7_frontend_port", "080", "integer"),
+    # --- a fourth set (an acceptance review) ---
+    ("haproxy_l7", "haproxy_l7_maxconn", 1000000, "1-250000"),
+    ("haproxy_l7", "haproxy_l7_admin_socket", "/run/haproxy/sub/admin.sock", "directly inside"),
+    ("apache_web", "apache_web_access_log", "/var/log/apache2/lay7/access.log", "directly inside"),
+    ("apache_web", "apache_web_error_log", "/var/log/apache2/lay7/error.log", "directly inside"),
+    ("haproxy_l7", "haproxy_l7_timeout_server_retryable", "24h", "must not exceed haproxy_l7_timeout_server"),
+    ("haproxy_l7", "haproxy_l7_health_check_host", "lb.example.com:8080", "without a port"),
+    ("apache_web", "apache_web_server_name", "web1:80", "without a port"),
+    ("haproxy_l7", "haproxy_l7_health_check_path", "/healthz?full=1", "query string"),
+    ("apache_web", "apache_web_health_path", "/healthz#top", "fragment"),
 ]
 
 
@@ -402,6 +412,9 @@ SECRETS = [
     "lay7stats-lay7stats",
     "abcdefabcdef",
     "Password-Password",
+    "P@ssw0rd2024",
+    "x" * 600,
+    "\u00fc" * 265,
     "aaaaaaaaaaaaaaa",
     "abababababababab",
     "password1234",
