@@ -368,6 +368,9 @@ def check_regex(pattern: str) -> None:
     whole = parser.alternation()
     if parser.i < len(pattern):  # only an unmatched ')' stops the top-level alternation early
         parser.fail("this ')' closes no group")
+    if "#" in pattern:
+        # Clients never send the fragment: a route that needs '#' in the path can never match.
+        raise RegexRejected("a request path never contains '#' (browsers keep the fragment to themselves)", pattern.index("#"))
     if whole.nullable:
         raise RegexRejected("it can match an empty path; every path starts with '/'", 0)
     if whole.first - {_SLASH}:

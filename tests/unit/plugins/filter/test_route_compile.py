@@ -1289,6 +1289,12 @@ def test_good_server_address(address, emitted):
     assert [b for b in compiled["backends"] if b["name"] == "b_pool"][0]["servers"][0]["address"] == emitted
 
 
+def test_regex_with_a_fragment_never_matches_and_is_refused():
+    routes = [{"name": "app", "path": "/app#/settings", "match": "regex", "backend": "b_pool"}]
+    with pytest.raises(AnsibleFilterError, match="never contains '#'"):
+        compile_routes(routes, copy.deepcopy(SEED_BACKENDS), "main")
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
