@@ -12,18 +12,21 @@ Two compiled forms route identically (the unit and loopback tests prove it):
 
 * ``acl``: one named ACL per condition and ``use_backend`` lines already sorted by
   precedence, since HAProxy evaluates ``use_backend`` in file order, first match wins.
-* ``map``: exact and prefix routes without methods go into map files, looked up once per
-  request (``map_str`` for exact keys, ``map_beg`` for ``/prefix/`` keys, which HAProxy
-  indexes as a longest-match prefix tree): host-less routes keyed by path, routes with an
-  exact host keyed by ``<host>:<path>`` and looked up on the same host value the acl form
-  compares (the ``Host`` header, port removed, lower-cased) joined to the path by ``:``.
-  A host never holds a ``:`` once its port is removed, so the first ``:`` of a key and of
-  the looked-up value both end the host: a key matches only its own host. Each map value
-  is ``<rank>:<backend>`` where rank is the route's position in precedence order; exact
-  hosts come first in that order, so a host map hit outranks any path map hit and the
-  host maps are looked up first. The remaining (wildcard host, method, regex) routes are
-  ACL rules that override the map result only when their rank is lower, so precedence is
-  identical to the ``acl`` form.
+* ``map``: exact and prefix routes without a wildcard host go into map files, looked up
+  once per request (``map_str`` for exact keys, ``map_beg`` for ``/prefix/`` keys, which
+  HAProxy indexes as a longest-match prefix tree): host-less routes keyed by path, routes
+  with an exact host keyed by ``<host>:<path>`` and looked up on the same host value the acl
+  form compares (the ``Host`` header, port removed, lower-cased) joined to the path by ``:``,
+  and routes with methods keyed by ``<METHOD>:<host>:<path>`` (empty host for host-less
+  routes, one key per method) and looked up with the request method prepended. A method
+  name and a host never hold a ``:`` once the port is removed, so the first ``:`` of a key
+  and of the looked-up value both end the method and the next one the host: a key matches
+  only its own method and host. Each map value is ``<rank>:<backend>`` where rank is the
+  route's position in precedence order, and a lower rank wins everywhere. Exact hosts come
+  first in that order, so among method-less routes a host map hit outranks any path map hit
+  and the host maps are looked up first; the method maps and the remaining (wildcard host,
+  regex) routes, which are ACL rules, then override that result only when their rank is
+  lower, so precedence is identical to the ``acl`` form.
 """
 
 from __future__ import annotations
@@ -61,13 +64,21 @@ EXACT_MAP_NAME = "lay7_routes_exact.map"
 PREFIX_MAP_NAME = "lay7_routes_prefix.map"
 HOST_EXACT_MAP_NAME = "lay7_routes_host_exact.map"
 HOST_PREFIX_MAP_NAME = "lay7_routes_host_prefix.map"
+METHOD_EXACT_MAP_NAME = "lay7_routes_method_exact.map"
+METHOD_PREFIX_MAP_NAME = "lay7_routes_method_prefix.map"
 
 # Variables used by the map form: the best candidate so far ("<rank>:<backend>"), the
-# backend finally chosen, and for host maps the path and the "<host>:<path>" lookup key.
+# backend finally chosen, and for host maps the path and the "<host>:<path>" lookup key; for
+# method maps the "<METHOD>:<host>:<path>" and "<METHOD>::<path>" lookup keys, the rank of the
+# best candidate so far and the candidate a method map lookup found.
 VAR_HIT = "txn.lay7_hit"
 VAR_BACKEND = "txn.lay7_be"
 VAR_PATH = "txn.lay7_path"
 VAR_HOST_KEY = "txn.lay7_hostpath"
+VAR_METHOD_HOST_KEY = "txn.lay7_mhostpath"
+VAR_METHOD_KEY = "txn.lay7_mpath"
+VAR_RANK = "txn.lay7_rank"
+VAR_CANDIDATE = "txn.lay7_cand"
 
 # The host value routes compare (both forms): the whole Host header (req.fhdr; req.hdr would
 # split "a.example.com,b.example.com" into two values, which an ACL tries one by one but a
@@ -306,9 +317,15 @@ class Route:
         return self.host_class == 0 and not self.methods and self.match != "regex"
 
     @property
+    def method_mapped(self) -> bool:
+        """True when the map form looks the route up in the method maps (methods, an exact
+        host or none, exact or prefix path)."""
+        return bool(self.methods) and self.host_class != 1 and self.match != "regex"
+
+    @property
     def ruled(self) -> bool:
         """True when the route stays an ACL rule in the map form."""
-        return self.conditioned and not self.host_mapped
+        return self.conditioned and not self.host_mapped and not self.method_mapped
 
     def precedence_key(self) -> tuple:
         """Gateway API order: host exact > wildcard (longer first) > none; exact path >
@@ -773,6 +790,9 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     prefix = {}
     host_exact = {}
     host_prefix = {}
+    method_exact = {}
+    method_prefix = {}
+    method_hosts = set()  # which method lookups are needed: with the host (True), without (False)
     ruled = []
     for rank, route in enumerate(ordered):
         value = f"{rank}:{route.backend}"
@@ -780,6 +800,12 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
             # The host holds no ':' (validated), and neither does the looked-up host once
             # field(1,:) removed the port: the first ':' ends the host in key and value alike.
             _add_path_keys(host_exact, host_prefix, route.host + ":", route, value)
+        elif route.method_mapped:
+            # A method name holds no ':' (validated) either: "<METHOD>:<host>:" with an empty
+            # host for host-less routes, one key per method.
+            method_hosts.add(route.host is not None)
+            for method in route.methods:
+                _add_path_keys(method_exact, method_prefix, f"{method}:{route.host or ''}:", route, value)
         elif route.ruled:
             ruled.append((rank, route))
         else:
@@ -790,13 +816,17 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
 
     sentinel = f"{len(ordered)}:{default_backend}"
     not_found = f"!{{ var({VAR_HIT}) -m found }}"
+    has_host = bool(host_exact or host_prefix or True in method_hosts)
+    path_found = f"if {{ var({VAR_PATH}) -m found }}"
     lines = []
+    if has_host or method_hosts:
+        lines.append(f"http-request set-var({VAR_PATH}) path")
+    if has_host:
+        lines.append(f"http-request set-var({VAR_HOST_KEY}) {HOST_FETCH},concat(:,{VAR_PATH}) {path_found}")
     if host_exact or host_prefix:
-        # Exact hosts rank before every other route, so a host map hit is the best map
-        # result: the path maps are looked up only when the host maps found nothing.
+        # Exact hosts rank before every other route, so a host map hit is the best method-less
+        # map result: the path maps are looked up only when the host maps found nothing.
         lines += [
-            f"http-request set-var({VAR_PATH}) path",
-            f"http-request set-var({VAR_HOST_KEY}) {HOST_FETCH},concat(:,{VAR_PATH}) if {{ var({VAR_PATH}) -m found }}",
             f"http-request set-var({VAR_HIT}) var({VAR_HOST_KEY}),map_str({hquote(map_path(HOST_EXACT_MAP_NAME))})",
             f"http-request set-var({VAR_HIT}) var({VAR_HOST_KEY}),map_beg({hquote(map_path(HOST_PREFIX_MAP_NAME))}) if {not_found}",
             f"http-request set-var({VAR_HIT}) path,map_str({hquote(map_path(EXACT_MAP_NAME))}) if {not_found}",
@@ -804,6 +834,26 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     else:
         lines.append(f"http-request set-var({VAR_HIT}) path,map_str({hquote(map_path(EXACT_MAP_NAME))})")
     lines.append(f"http-request set-var({VAR_HIT}) path,map_beg({hquote(map_path(PREFIX_MAP_NAME))},{sentinel}) if {not_found}")
+    if method_hosts:
+        # Each method map lookup yields the best route of its kind (an exact key, or the longest
+        # prefix key, which ranks first among the prefixes of one method and host); it replaces
+        # the best candidate so far only when its rank is lower. A lookup that finds nothing
+        # leaves the previous candidate in place, whose rank is not lower: no change.
+        lookups = []
+        if True in method_hosts:
+            lines.append(f"http-request set-var({VAR_METHOD_HOST_KEY}) method,concat(:,{VAR_HOST_KEY}) if {{ var({VAR_HOST_KEY}) -m found }}")
+            lookups.append(VAR_METHOD_HOST_KEY)
+        if False in method_hosts:
+            lines.append(f"http-request set-var({VAR_METHOD_KEY}) method,concat(::,{VAR_PATH}) {path_found}")
+            lookups.append(VAR_METHOD_KEY)
+        for key_var in lookups:
+            for conv, name in (("map_str", METHOD_EXACT_MAP_NAME), ("map_beg", METHOD_PREFIX_MAP_NAME)):
+                lines += [
+                    f"http-request set-var({VAR_RANK}) var({VAR_HIT}),field(1,:)",
+                    f"http-request set-var({VAR_CANDIDATE}) var({key_var}),{conv}({hquote(map_path(name))})",
+                    f"http-request set-var({VAR_HIT}) var({VAR_CANDIDATE}) "
+                    f"if {{ var({VAR_CANDIDATE}),field(1,:),sub({VAR_RANK}) -m int lt 0 }}",
+                ]
     rules = []
     for rank, route in ruled:
         acls, cond = _route_acls(route)
@@ -834,6 +884,11 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
         maps += [
             {"name": HOST_EXACT_MAP_NAME, "path": map_path(HOST_EXACT_MAP_NAME), "content": content(host_exact)},
             {"name": HOST_PREFIX_MAP_NAME, "path": map_path(HOST_PREFIX_MAP_NAME), "content": content(host_prefix)},
+        ]
+    if method_hosts:
+        maps += [
+            {"name": METHOD_EXACT_MAP_NAME, "path": map_path(METHOD_EXACT_MAP_NAME), "content": content(method_exact)},
+            {"name": METHOD_PREFIX_MAP_NAME, "path": map_path(METHOD_PREFIX_MAP_NAME), "content": content(method_prefix)},
         ]
     return lines, maps
 
@@ -911,11 +966,11 @@ def compile_routes(
         if len(frontend) > MAX_FRONTEND_LINES:
             ruled = sum(1 for r in ordered if r.ruled)
             _fail(
-                f"route table: {ruled} of {len(ordered)} routes have a wildcard host, methods or a regex, which "
-                f"stay HAProxy rules even in the map form: {len(frontend)} frontend lines, more than "
-                f"{MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see docs/routing.md, "
-                "'Limits'); give fewer routes a wildcard host, methods or a regex (an exact or prefix route "
-                "without them, with or without an exact host, costs nothing in the map form)"
+                f"route table: {ruled} of {len(ordered)} routes have a wildcard host or a regex, which stay HAProxy "
+                f"rules even in the map form: {len(frontend)} frontend lines, more than {MAX_FRONTEND_LINES}; "
+                "HAProxy's configuration check then takes seconds (see docs/routing.md, 'Limits'); give fewer "
+                "routes a wildcard host or a regex (an exact or prefix route with an exact host or none, with or "
+                "without methods, costs nothing in the map form)"
             )
     return {
         "mode": mode,

@@ -44,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = do_HEAD = do_PATCH = _answer
+    # An extension method and a lower-case one (HAProxy compares methods case-sensitively).
+    do_PURGE = do_get = _answer
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass

@@ -84,6 +84,34 @@ HOST_HEADERS = [
     "shop.example.org:443", "Shop.Example.Org", "api.example.com,www.example.com", "api.example.com.", "[::1]:80",
 ]  # fmt: skip
 
+# Methods on exact hosts and on none (the map form's method maps) against method-less routes
+# of the same and other specificity, wildcard-host and regex routes with methods (rules).
+METHOD_ROUTES = [
+    {"name": "apiget", "host": "api.example.com", "path": "/v1", "methods": ["GET"], "backend": "meth_be"},
+    {"name": "apiwrite", "host": "api.example.com", "path": "/v1", "methods": ["POST", "PUT"], "backend": "b_pool"},
+    {"name": "apiv1", "host": "api.example.com", "path": "/v1", "backend": "api"},
+    {"name": "apiusers", "host": "api.example.com", "path": "/v1/users", "match": "exact", "methods": ["DELETE"], "backend": "exact_be"},
+    {"name": "apiusersp", "host": "api.example.com", "path": "/v1/users", "methods": ["PURGE"], "backend": "regex_be"},
+    {"name": "apiroot", "host": "api.example.com", "path": "/", "methods": ["PUT"], "backend": "wild_be"},
+    {"name": "wwwexact", "host": "www.example.com", "path": "/v1", "match": "exact", "backend": "main"},
+    {"name": "wwwpost", "host": "www.example.com", "path": "/", "methods": ["POST"], "backend": "b_pool"},
+    {"name": "wildget", "host": "*.example.com", "path": "/v1", "methods": ["GET"], "backend": "wild_be"},
+    {"name": "wildrx", "host": "*.example.com", "path": "/r/[0-9]+", "match": "regex", "methods": ["POST"], "backend": "regex_be"},
+    {"name": "rxput", "path": "/r/[0-9]+", "match": "regex", "methods": ["PUT"], "backend": "regex_be"},
+    {"name": "v1", "path": "/v1", "backend": "a_pool"},
+    {"name": "v1get", "path": "/v1", "methods": ["GET"], "backend": "meth_be"},
+    {"name": "v1users", "path": "/v1/users", "match": "exact", "methods": ["POST", "PURGE"], "backend": "exact_be"},
+    {"name": "v1deep", "path": "/v1/a/b", "methods": ["DELETE"], "backend": "b_pool"},
+    {"name": "mroot", "path": "/", "methods": ["DELETE"], "backend": "meth_be"},
+]
+METHOD_TARGETS = [
+    "/", "/v1", "/v1/", "/v1/users", "/v1/users/", "/v1/users/x", "/v1/a/b", "/v1/a/b/c", "/v1/a", "/v10", "/V1",
+    "/r/1", "/r/x", "*", "/v1:x",
+]  # fmt: skip
+METHOD_HOSTS = [None, "api.example.com", "API.Example.COM:8080", "www.example.com", "x.example.com", "api.example.com,www.example.com"]
+# HEAD is left out: its answer has no body to tell the backend by.
+METHOD_METHODS = ["GET", "POST", "PUT", "DELETE", "PURGE", "get"]
+
 
 def _large_table(n: int) -> tuple:
     backends = {f"be{i}": {"servers": [server(f"s{i}", 10 + i)]} for i in range(4)}
@@ -147,12 +175,16 @@ def _check(proxy, routes, backends, default, requests, up) -> list:
         ("large", LARGE_ROUTES, LARGE_BACKENDS, list(itertools.product(LARGE_TARGETS, [None], ["GET", "POST"]))),
         ("hosts", HOST_ROUTES, HOST_BACKENDS, list(itertools.product(HOST_TARGETS, HOST_HEADERS, METHODS))),
         ("regex", REGEX_EDGE_ROUTES, REGEX_BACKENDS, [(t, None, "GET") for t in REGEX_TARGETS]),
+        ("methods", METHOD_ROUTES, COMPLEX_BACKENDS, list(itertools.product(METHOD_TARGETS, METHOD_HOSTS, METHOD_METHODS))),
     ],
 )
 def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, routes, backends, requests):
     compiled = compile_routes(routes, backends, "main" if "main" in backends else "be3", map_dir=str(tmp_path / "maps"), mode=mode)
     if table == "hosts" and mode == "map":
         assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_host_exact.map", "lay7_routes_host_prefix.map"}
+    if table == "methods" and mode == "map":
+        assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_method_exact.map", "lay7_routes_method_prefix.map"}
+        assert not any(line.startswith("acl route_api") or line.startswith("acl route_v1") for line in compiled["frontend"])
     default = compiled["default_backend"]
     with running(compiled, tmp_path) as (proxy, _servers):
         problems = _check(proxy, routes, backends, default, requests, set(backends))

@@ -6,7 +6,8 @@ real HAProxy, following HAProxy 2.6 semantics: ``http-request`` rules run in ord
 ``default_backend``; ``-m reg`` searches (it is not implicitly anchored) the path's bytes, as
 PCRE2 without UTF does; ``map_beg`` returns the longest matching key; ``req.fhdr(host)`` is the
 whole Host header (one value: HAProxy refuses differing duplicates); ``concat`` appends
-nothing for a variable that is not set. Anything outside the known subset raises, so an emitter change
+nothing for a variable that is not set; ``sub(<var>)`` fails when the variable is not set;
+``method`` is the request method as sent (HAProxy compares it case-sensitively). Anything outside the known subset raises, so an emitter change
 cannot slip past the tests by being silently ignored. tests/integration checks the same
 behaviour against the real binary.
 """
@@ -169,6 +170,11 @@ class Frontend:
                 return value is not None
             if words[1] == "-m" and words[2] == "str" and len(words) == 4:
                 return value == words[3]
+        m = re.fullmatch(r"var\(([^)]+)\),field\(1,:\),sub\(([^)]+)\)", words[0])
+        if m and words[1:] == ("-m", "int", "lt", "0"):
+            # sub(<var>): an unset variable makes the converter, and so the condition, fail.
+            value, other = vars_.get(m.group(1)), vars_.get(m.group(2))
+            return value is not None and other is not None and int(value.split(":")[0]) - int(other) < 0
         m = re.fullmatch(r"var\(([^)]+)\),field\(1,:\)", words[0])
         if m and words[1:3] == ("-m", "int") and words[3] == "gt":
             value = vars_.get(m.group(1))
@@ -205,6 +211,16 @@ class Frontend:
             if keys:
                 return self.maps[m.group(2)][max(keys, key=len)]
             return m.group(3)
+        m = re.fullmatch(r"method,concat\((::?),([^)]+)\)", expr)
+        if m:
+            return req.method + m.group(1) + vars_.get(m.group(2), "")
+        m = re.fullmatch(r"var\(([^)]+)\)", expr)
+        if m:
+            return vars_.get(m.group(1))
+        m = re.fullmatch(r"var\(([^)]+)\),field\(1,:\)", expr)
+        if m:
+            value = vars_.get(m.group(1))
+            return None if value is None else value.split(":")[0]
         m = re.fullmatch(r"str\(([^)]*)\)", expr)
         if m:
             return m.group(1)

@@ -189,7 +189,8 @@ HOST_MAP_ROUTES = [
 
 def test_compiled_map_form_with_exact_hosts():
     """Exact-host routes without methods become "<host>:<path>" keys looked up before the path
-    maps; the method and wildcard routes stay rules with their precedence ranks."""
+    maps, routes with methods "<METHOD>:<host>:<path>" keys whose hit replaces that result only
+    with a lower rank; the wildcard route stays a rule with its precedence rank."""
     backends = {name: {"servers": [server(name, i + 10)]} for i, name in enumerate(["main", "r1", "r2"])}
     compiled = compile_routes(HOST_MAP_ROUTES, backends, "main", mode="map", map_dir="/etc/haproxy/maps")
     assert compiled["frontend"] == [
@@ -200,14 +201,15 @@ def test_compiled_map_form_with_exact_hosts():
         " if !{ var(txn.lay7_hit) -m found }",
         "http-request set-var(txn.lay7_hit) path,map_str(/etc/haproxy/maps/lay7_routes_exact.map) if !{ var(txn.lay7_hit) -m found }",
         "http-request set-var(txn.lay7_hit) path,map_beg(/etc/haproxy/maps/lay7_routes_prefix.map,6:main) if !{ var(txn.lay7_hit) -m found }",
-        "acl route_post_host req.fhdr(host),field(1,:),lower -m str api.example.com",
-        "acl route_post_path path -m str /v1",
-        "acl route_post_path path -m beg /v1/",
-        "acl route_post_method method POST",
+        "http-request set-var(txn.lay7_mhostpath) method,concat(:,txn.lay7_hostpath) if { var(txn.lay7_hostpath) -m found }",
+        "http-request set-var(txn.lay7_rank) var(txn.lay7_hit),field(1,:)",
+        "http-request set-var(txn.lay7_cand) var(txn.lay7_mhostpath),map_str(/etc/haproxy/maps/lay7_routes_method_exact.map)",
+        "http-request set-var(txn.lay7_hit) var(txn.lay7_cand) if { var(txn.lay7_cand),field(1,:),sub(txn.lay7_rank) -m int lt 0 }",
+        "http-request set-var(txn.lay7_rank) var(txn.lay7_hit),field(1,:)",
+        "http-request set-var(txn.lay7_cand) var(txn.lay7_mhostpath),map_beg(/etc/haproxy/maps/lay7_routes_method_prefix.map)",
+        "http-request set-var(txn.lay7_hit) var(txn.lay7_cand) if { var(txn.lay7_cand),field(1,:),sub(txn.lay7_rank) -m int lt 0 }",
         "acl route_tenants_host req.fhdr(host),field(1,:),lower -m end .example.com",
         "acl route_tenants_path path -m beg /",
-        "http-request set-var(txn.lay7_hit) str(1:main) if route_post_host route_post_path route_post_method"
-        " { var(txn.lay7_hit),field(1,:) -m int gt 1 }",
         "http-request set-var(txn.lay7_hit) str(4:r2) if route_tenants_host route_tenants_path { var(txn.lay7_hit),field(1,:) -m int gt 4 }",
         "http-request set-var(txn.lay7_be) var(txn.lay7_hit),field(2,:)",
         "use_backend %[var(txn.lay7_be)] if { var(txn.lay7_be) -m found }",
@@ -218,6 +220,8 @@ def test_compiled_map_form_with_exact_hosts():
         ("lay7_routes_prefix.map", "/a/ 5:r2\n"),
         ("lay7_routes_host_exact.map", "api.example.com:/healthz 0:main\napi.example.com:/v1 2:r2\n"),
         ("lay7_routes_host_prefix.map", "api.example.com:/ 3:r1\napi.example.com:/v1/ 2:r2\n"),
+        ("lay7_routes_method_exact.map", "POST:api.example.com:/v1 1:main\n"),
+        ("lay7_routes_method_prefix.map", "POST:api.example.com:/v1/ 1:main\n"),
     ]
     for target, host, method, expected in [
         ("/healthz", "API.EXAMPLE.COM:443", "GET", "main"),
@@ -665,7 +669,13 @@ def test_fallback(target, up, expected):
 # ------------------------------------------------------------------ randomised agreement
 
 
-def _random_table(rng: random.Random, host_rate: float = 0.25, hosts: tuple = ("x.example.com", "*.example.com", "y.example.com")) -> tuple:
+def _random_table(
+    rng: random.Random,
+    host_rate: float = 0.25,
+    hosts: tuple = ("x.example.com", "*.example.com", "y.example.com"),
+    method_rate: float = 0.3,
+    methods: tuple = ("GET", "POST", "PUT"),
+) -> tuple:
     segs = ["a", "b", "ab", "c"]
     names = ["main", "r1", "r2", "r3"]
     backends = {n: {"servers": [server(n, i + 10)]} for i, n in enumerate(names)}
@@ -684,8 +694,8 @@ def _random_table(rng: random.Random, host_rate: float = 0.25, hosts: tuple = ("
         route = {"name": f"r{i}", "path": path, "match": match, "backend": rng.choice(names)}
         if rng.random() < host_rate:
             route["host"] = rng.choice(hosts)
-        if rng.random() < 0.3:
-            route["methods"] = rng.sample(["GET", "POST", "PUT"], rng.randint(1, 2))
+        if rng.random() < method_rate:
+            route["methods"] = rng.sample(list(methods), rng.randint(1, 2))
         routes.append(route)
     return routes, backends
 
@@ -749,6 +759,38 @@ def test_random_host_tables_agree_across_reference_acl_and_map():
                 assert got == want, (mode, routes, backends, target, host, method, sorted(up))
     assert compiled_tables > 250
     assert host_mapped > 200  # most tables exercise the host maps
+
+
+def test_random_method_tables_agree_across_reference_acl_and_map():
+    """Tables where most routes have methods, with an exact host, a wildcard host or none:
+    the map form looks exact-host and host-less ones up in the method maps (wildcard and regex
+    ones stay rules), and every form picks the same backend, for methods no route names and
+    lower-case ones (HAProxy compares methods case-sensitively) too."""
+    rng = random.Random(20261127)
+    targets = ["/", "", "*", "/a", "/a/", "/ab", "/a/b", "/a/b/c", "/b", "/bb/c", "/c", "/ab/c?x", "/a//b", "/A", "/a:b"]
+    hosts = ("x.example.com", "y.example.com", "a.x.example.com", "*.example.com", "*.x.example.com")
+    route_methods = ("GET", "POST", "PUT", "HEAD", "PURGE")
+    request_methods = route_methods + ("DELETE", "get", "Post")
+    compiled_tables = method_mapped = 0
+    for _table in range(600):
+        routes, backends = _random_table(rng, host_rate=rng.choice([0.0, 0.5, 0.8]), hosts=hosts, method_rate=0.7, methods=route_methods)
+        try:
+            frontends = {mode: _frontend(routes, backends, mode) for mode in MODES}
+        except AnsibleFilterError as exc:
+            assert "shadowed" in str(exc) or "duplicates" in str(exc), exc
+            continue
+        compiled_tables += 1
+        method_mapped += any(m["name"] == "lay7_routes_method_exact.map" for m in frontends["map"].maps_list)
+        for _request in range(30):
+            target, host = rng.choice(targets), rng.choice(HOST_HEADERS)
+            method = rng.choice(request_methods)
+            up = {n for n in backends if rng.random() < 0.7}
+            want = ref.choose_backend(routes, backends, "main", target, host, method, up)
+            for mode, frontend in frontends.items():
+                got = frontend.route(target, host, method, up)
+                assert got == want, (mode, routes, backends, target, host, method, sorted(up))
+    assert compiled_tables > 300
+    assert method_mapped > 250  # most tables exercise the method maps
 
 
 def _frontend(routes, backends, mode):
@@ -1547,11 +1589,33 @@ def test_acl_mode_refuses_tables_above_the_limit_and_auto_switches_to_maps():
 
 
 def test_map_form_refuses_too_many_conditioned_routes():
-    routes = [{"name": f"m{i}", "path": f"/m{i}", "methods": ["GET"], "backend": "r1"} for i in range(2500)]
+    routes = [{"name": f"w{i}", "host": f"*.t{i}.example.com", "path": f"/w{i}", "backend": "r1"} for i in range(2500)]
     routes += [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "r1"} for i in range(100)]
-    with pytest.raises(AnsibleFilterError, match=r"^route table: 2500 of 2600 routes have a wildcard host, methods or a regex, which stay HAProxy rules"):
+    with pytest.raises(AnsibleFilterError, match=r"^route table: 2500 of 2600 routes have a wildcard host or a regex, which stay HAProxy rules"):
         compile_routes(routes, BE, "main", mode="map")
     assert compile_routes(routes[:1500], BE, "main")["mode"] == "map"
+
+
+def test_method_routes_are_method_map_keys_not_rules():
+    """2,500 method routes (with an exact host or none) were refused as rules; now they are
+    "<METHOD>:<host>:<path>" keys, one per method, and the frontend does not grow with them."""
+    routes = [{"name": f"m{i}", "path": f"/m{i}", "methods": ["GET", "HEAD"], "backend": "r1"} for i in range(2500)]
+    routes += [{"name": f"h{i}", "host": f"h{i}.example.com", "path": f"/x{i}", "match": "exact", "methods": ["POST"], "backend": "r2"}
+               for i in range(2500)]
+    compiled = compile_routes(routes, BE, "main", mode="map")
+    assert len(compiled["frontend"]) < 30
+    assert not any(line.startswith("acl ") for line in compiled["frontend"])
+    maps = {m["name"]: m["content"].splitlines() for m in compiled["maps"]}
+    assert len(maps["lay7_routes_method_exact.map"]) == 2500 * 2 + 2500
+    assert len(maps["lay7_routes_method_prefix.map"]) == 2500 * 2
+    assert any(re.fullmatch(r"HEAD::/m7/ [0-9]+:r1", line) for line in maps["lay7_routes_method_prefix.map"])
+    assert any(re.fullmatch(r"POST:h7.example.com:/x7 [0-9]+:r2", line) for line in maps["lay7_routes_method_exact.map"])
+    frontend = haproxy_sim.Frontend(compiled["frontend"], compiled["maps"])
+    assert frontend.route("/m7/x", "h7.example.com", "HEAD", set(BE)) == "r1"
+    assert frontend.route("/m7/x", None, "POST", set(BE)) == "main"
+    assert frontend.route("/x7", "H7.example.com:80", "POST", set(BE)) == "r2"
+    assert frontend.route("/x7", "h8.example.com", "POST", set(BE)) == "main"
+    assert frontend.route("/x7", "h7.example.com", "get", set(BE)) == "main"
 
 
 # ------------------------------------------------------------------ hostile strings elsewhere
