@@ -541,6 +541,14 @@ def check_log_target(value: Any, rule: dict) -> str:
 # --- secrets -------------------------------------------------------------------------------
 
 
+def _core(text: str, weak: set) -> str:
+    """What is left of a password without the weak words in it and the digits and signs around
+    them: "password1234", "lay7stats-2024" and "1234567890123" leave next to nothing."""
+    for word in sorted((w for w in weak if len(w) >= 4), key=len, reverse=True):
+        text = text.replace(word, "")
+    return text.strip("0123456789!-_.@#?* ")
+
+
 def check_secret(value: Any, rule: dict) -> str:
     """A password. Messages say what is wrong, never what the value is."""
     if not isinstance(value, str):
@@ -560,15 +568,9 @@ def check_secret(value: Any, rule: dict) -> str:
     if len(set(value)) < int(rule.get("min_distinct", 5)):
         raise InputError(f"must use at least {rule.get('min_distinct', 5)} different characters")
     weak = {str(w).lower() for w in rule.get("weak", [])}
-    # "password1234", "lay7stats-2024", "1234567890123": a known word with digits or signs around it.
-    def core(text: str) -> str:
-        for word in sorted((w for w in weak if len(w) >= 4), key=len, reverse=True):
-            text = text.replace(word, "")
-        return text.strip("0123456789!-_.@#?* ")
-
     # P@ssw0rd2024 is "password" to whoever guesses passwords.
     leet = value.lower().translate(str.maketrans("@4013$5!7", "aaoiessit"))
-    if value.lower() in weak or len(core(value.lower())) < 4 or len(core(leet)) < 4:
+    if value.lower() in weak or len(_core(value.lower(), weak)) < 4 or len(_core(leet, weak)) < 4:
         raise InputError("is a well-known default password, the user name, or only digits and signs around one")
     return value
 
