@@ -83,10 +83,11 @@ options:
     default: 6
   mode:
     description:
-      - C(acl) emits named ACLs and C(use_backend) lines; C(map) puts method-free exact and
-        prefix routes without a host or with an exact host into map files (keyed by path, or by
-        host and path) looked up once per request, leaving only wildcard-host, method and regex
-        routes as ACL rules; C(auto) chooses by O(map_threshold).
+      - C(acl) emits named ACLs and C(use_backend) lines; C(map) puts every route without a
+        wildcard host into map files (keyed by path, host and path, or method, host and path;
+        regex routes without methods into C(map_reg) files in precedence order) looked up once
+        per request, leaving only wildcard-host routes and regex routes with methods as ACL
+        rules; C(auto) chooses by O(map_threshold).
       - Both forms route every request identically.
     type: str
     choices: [auto, acl, map]

@@ -12,21 +12,24 @@ Two compiled forms route identically (the unit and loopback tests prove it):
 
 * ``acl``: one named ACL per condition and ``use_backend`` lines already sorted by
   precedence, since HAProxy evaluates ``use_backend`` in file order, first match wins.
-* ``map``: exact and prefix routes without a wildcard host go into map files, looked up
-  once per request (``map_str`` for exact keys, ``map_beg`` for ``/prefix/`` keys, which
-  HAProxy indexes as a longest-match prefix tree): host-less routes keyed by path, routes
-  with an exact host keyed by ``<host>:<path>`` and looked up on the same host value the acl
-  form compares (the ``Host`` header, port removed, lower-cased) joined to the path by ``:``,
-  and routes with methods keyed by ``<METHOD>:<host>:<path>`` (empty host for host-less
-  routes, one key per method) and looked up with the request method prepended. A method
-  name and a host never hold a ``:`` once the port is removed, so the first ``:`` of a key
-  and of the looked-up value both end the method and the next one the host: a key matches
-  only its own method and host. Each map value is ``<rank>:<backend>`` where rank is the
-  route's position in precedence order, and a lower rank wins everywhere. Exact hosts come
-  first in that order, so among method-less routes a host map hit outranks any path map hit
-  and the host maps are looked up first; the method maps and the remaining (wildcard host,
-  regex) routes, which are ACL rules, then override that result only when their rank is
-  lower, so precedence is identical to the ``acl`` form.
+* ``map``: routes without a wildcard host go into map files, looked up once per request:
+  exact and prefix routes with ``map_str`` for exact keys and ``map_beg`` for ``/prefix/``
+  keys (HAProxy indexes them as a longest-match prefix tree), regex routes without methods
+  with ``map_reg`` (keys are regexes tried in file order, first match wins; the file is in
+  rank order). Host-less routes are keyed by path; routes with an exact host by
+  ``<host>:<path>`` (a regex key: the escaped host, ``:`` and the anchored regex), looked up
+  on the same host value the acl form compares (the ``Host`` header, port removed,
+  lower-cased) joined to the path by ``:``; exact and prefix routes with methods by
+  ``<METHOD>:<host>:<path>`` (empty host for host-less routes, one key per method), looked
+  up with the request method prepended. A method name and a host never hold a ``:`` once
+  the port is removed, and a route regex only matches text starting with ``/``, so a key
+  matches only its own method and host. Each map value is ``<rank>:<backend>`` where rank
+  is the route's position in precedence order, and a lower rank wins everywhere. Exact
+  hosts come first in that order, so among method-less exact and prefix routes a host map
+  hit outranks any path map hit and the host maps are looked up first; the method and regex
+  maps and the remaining (wildcard host, regex with methods) routes, which are ACL rules,
+  then override that result only when their rank is lower, so precedence is identical to
+  the ``acl`` form.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ HOST_EXACT_MAP_NAME = "lay7_routes_host_exact.map"
 HOST_PREFIX_MAP_NAME = "lay7_routes_host_prefix.map"
 METHOD_EXACT_MAP_NAME = "lay7_routes_method_exact.map"
 METHOD_PREFIX_MAP_NAME = "lay7_routes_method_prefix.map"
+REGEX_MAP_NAME = "lay7_routes_regex.map"
+HOST_REGEX_MAP_NAME = "lay7_routes_host_regex.map"
 
 # Variables used by the map form: the best candidate so far ("<rank>:<backend>"), the
 # backend finally chosen, and for host maps the path and the "<host>:<path>" lookup key; for
@@ -323,9 +328,15 @@ class Route:
         return bool(self.methods) and self.host_class != 1 and self.match != "regex"
 
     @property
+    def regex_mapped(self) -> bool:
+        """True when the map form looks the route up in a regex map (a regex, an exact host or
+        none, no methods)."""
+        return self.match == "regex" and not self.methods and self.host_class != 1
+
+    @property
     def ruled(self) -> bool:
         """True when the route stays an ACL rule in the map form."""
-        return self.conditioned and not self.host_mapped and not self.method_mapped
+        return self.conditioned and not (self.host_mapped or self.method_mapped or self.regex_mapped)
 
     def precedence_key(self) -> tuple:
         """Gateway API order: host exact > wildcard (longer first) > none; exact path >
@@ -793,6 +804,8 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     method_exact = {}
     method_prefix = {}
     method_hosts = set()  # which method lookups are needed: with the host (True), without (False)
+    regex = {}  # in rank order: map_reg tries its keys in file order, first match wins
+    host_regex = {}
     ruled = []
     for rank, route in enumerate(ordered):
         value = f"{rank}:{route.backend}"
@@ -806,6 +819,15 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
             method_hosts.add(route.host is not None)
             for method in route.methods:
                 _add_path_keys(method_exact, method_prefix, f"{method}:{route.host or ''}:", route, value)
+        elif route.regex_mapped:
+            # Anchored as in the acl form. A route regex only matches text starting with '/'
+            # (check_regex proves it), so a host-less key never matches "<host>:<path>"; a host
+            # key starts with its host, escaped, and the ':' that ends it.
+            if route.host is None:
+                regex.setdefault(f"^(?:{route.path})$", value)
+            else:
+                escaped_host = route.host.replace(".", "\\.")  # letters, digits, '-' and '.' (validated)
+                host_regex.setdefault(f"^{escaped_host}:(?:{route.path})$", value)
         elif route.ruled:
             ruled.append((rank, route))
         else:
@@ -816,10 +838,10 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
 
     sentinel = f"{len(ordered)}:{default_backend}"
     not_found = f"!{{ var({VAR_HIT}) -m found }}"
-    has_host = bool(host_exact or host_prefix or True in method_hosts)
+    has_host = bool(host_exact or host_prefix or True in method_hosts or host_regex)
     path_found = f"if {{ var({VAR_PATH}) -m found }}"
     lines = []
-    if has_host or method_hosts:
+    if has_host or method_hosts or regex:
         lines.append(f"http-request set-var({VAR_PATH}) path")
     if has_host:
         lines.append(f"http-request set-var({VAR_HOST_KEY}) {HOST_FETCH},concat(:,{VAR_PATH}) {path_found}")
@@ -834,26 +856,28 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     else:
         lines.append(f"http-request set-var({VAR_HIT}) path,map_str({hquote(map_path(EXACT_MAP_NAME))})")
     lines.append(f"http-request set-var({VAR_HIT}) path,map_beg({hquote(map_path(PREFIX_MAP_NAME))},{sentinel}) if {not_found}")
-    if method_hosts:
-        # Each method map lookup yields the best route of its kind (an exact key, or the longest
-        # prefix key, which ranks first among the prefixes of one method and host); it replaces
-        # the best candidate so far only when its rank is lower. A lookup that finds nothing
-        # leaves the previous candidate in place, whose rank is not lower: no change.
-        lookups = []
-        if True in method_hosts:
-            lines.append(f"http-request set-var({VAR_METHOD_HOST_KEY}) method,concat(:,{VAR_HOST_KEY}) if {{ var({VAR_HOST_KEY}) -m found }}")
-            lookups.append(VAR_METHOD_HOST_KEY)
-        if False in method_hosts:
-            lines.append(f"http-request set-var({VAR_METHOD_KEY}) method,concat(::,{VAR_PATH}) {path_found}")
-            lookups.append(VAR_METHOD_KEY)
-        for key_var in lookups:
-            for conv, name in (("map_str", METHOD_EXACT_MAP_NAME), ("map_beg", METHOD_PREFIX_MAP_NAME)):
-                lines += [
-                    f"http-request set-var({VAR_RANK}) var({VAR_HIT}),field(1,:)",
-                    f"http-request set-var({VAR_CANDIDATE}) var({key_var}),{conv}({hquote(map_path(name))})",
-                    f"http-request set-var({VAR_HIT}) var({VAR_CANDIDATE}) "
-                    f"if {{ var({VAR_CANDIDATE}),field(1,:),sub({VAR_RANK}) -m int lt 0 }}",
-                ]
+    # Each method or regex map lookup yields the best route of its kind (an exact key, the
+    # longest prefix key, which ranks first among the prefixes of one method and host, or the
+    # first matching regex in rank order); it replaces the best candidate so far only when its
+    # rank is lower. A lookup that finds nothing leaves the previous candidate in place, whose
+    # rank is not lower: no change.
+    lookups = []
+    if True in method_hosts:
+        lines.append(f"http-request set-var({VAR_METHOD_HOST_KEY}) method,concat(:,{VAR_HOST_KEY}) if {{ var({VAR_HOST_KEY}) -m found }}")
+        lookups += [(VAR_METHOD_HOST_KEY, "map_str", METHOD_EXACT_MAP_NAME), (VAR_METHOD_HOST_KEY, "map_beg", METHOD_PREFIX_MAP_NAME)]
+    if False in method_hosts:
+        lines.append(f"http-request set-var({VAR_METHOD_KEY}) method,concat(::,{VAR_PATH}) {path_found}")
+        lookups += [(VAR_METHOD_KEY, "map_str", METHOD_EXACT_MAP_NAME), (VAR_METHOD_KEY, "map_beg", METHOD_PREFIX_MAP_NAME)]
+    if host_regex:
+        lookups.append((VAR_HOST_KEY, "map_reg", HOST_REGEX_MAP_NAME))
+    if regex:
+        lookups.append((VAR_PATH, "map_reg", REGEX_MAP_NAME))
+    for key_var, conv, name in lookups:
+        lines += [
+            f"http-request set-var({VAR_RANK}) var({VAR_HIT}),field(1,:)",
+            f"http-request set-var({VAR_CANDIDATE}) var({key_var}),{conv}({hquote(map_path(name))})",
+            f"http-request set-var({VAR_HIT}) var({VAR_CANDIDATE}) if {{ var({VAR_CANDIDATE}),field(1,:),sub({VAR_RANK}) -m int lt 0 }}",
+        ]
     rules = []
     for rank, route in ruled:
         acls, cond = _route_acls(route)
@@ -890,6 +914,10 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
             {"name": METHOD_EXACT_MAP_NAME, "path": map_path(METHOD_EXACT_MAP_NAME), "content": content(method_exact)},
             {"name": METHOD_PREFIX_MAP_NAME, "path": map_path(METHOD_PREFIX_MAP_NAME), "content": content(method_prefix)},
         ]
+    # Regex maps keep rank order (not sorted): first match wins.
+    for name, entries in ((REGEX_MAP_NAME, regex), (HOST_REGEX_MAP_NAME, host_regex)):
+        if entries:
+            maps.append({"name": name, "path": map_path(name), "content": "".join(f"{key} {value}\n" for key, value in entries.items())})
     return lines, maps
 
 
@@ -966,11 +994,11 @@ def compile_routes(
         if len(frontend) > MAX_FRONTEND_LINES:
             ruled = sum(1 for r in ordered if r.ruled)
             _fail(
-                f"route table: {ruled} of {len(ordered)} routes have a wildcard host or a regex, which stay HAProxy "
-                f"rules even in the map form: {len(frontend)} frontend lines, more than {MAX_FRONTEND_LINES}; "
-                "HAProxy's configuration check then takes seconds (see docs/routing.md, 'Limits'); give fewer "
-                "routes a wildcard host or a regex (an exact or prefix route with an exact host or none, with or "
-                "without methods, costs nothing in the map form)"
+                f"route table: {ruled} of {len(ordered)} routes have a wildcard host or a regex with methods, which "
+                f"stay HAProxy rules even in the map form: {len(frontend)} frontend lines, more than "
+                f"{MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see docs/routing.md, "
+                "'Limits'); give fewer routes a wildcard host or a regex with methods (any other route, with an "
+                "exact host or none, costs nothing in the map form)"
             )
     return {
         "mode": mode,

@@ -146,6 +146,25 @@ REGEX_TARGETS = [target for target, _expected in REGEX_REQUESTS if target.isasci
     "/q7", "/q123", "/q1234", "/z/abcd", "/z/abcdd", "/z/acd", "/d/%30", "/w/%41b", "/c/x%7B,3%7D",
     "/u/%C3%BC", "/k/a-c%5D",
 ]  # fmt: skip
+# Overlapping regexes (the map form's regex maps try them in rank order, first match wins), with
+# and without an exact host (escaped: "apixexample.com" must not match "api.example.com"), against
+# exact, prefix and method routes that outrank them.
+REGEX_ORDER_ROUTES = [
+    {"name": "any", "path": "/o/.*", "match": "regex", "backend": "r1"},
+    {"name": "digits", "path": "/o/[0-9]+", "match": "regex", "backend": "r2"},
+    {"name": "ox", "path": "(/o|/p)/x", "match": "regex", "backend": "r3"},
+    {"name": "postdigits", "path": "/o/[0-9]+", "match": "regex", "methods": ["POST"], "backend": "r4"},
+    {"name": "seven", "path": "/o/7", "backend": "r3"},
+    {"name": "hletters", "host": "api.example.com", "path": "/o/[a-z]+", "match": "regex", "backend": "r4"},
+    {"name": "hany", "host": "api.example.com", "path": "/o/.+", "match": "regex", "backend": "r2"},
+    {"name": "hx", "host": "api.example.com", "path": "/o/x", "match": "exact", "backend": "main"},
+    {"name": "wild", "host": "*.example.com", "path": "/o/[0-9]", "match": "regex", "backend": "r3"},
+]
+REGEX_ORDER_REQUESTS = list(itertools.product(
+    ["/o/1", "/o/12", "/o/x", "/o/abc", "/o/a1", "/p/x", "/o/7", "/o/7/x", "/o/", "/o", "/q", "*"],
+    [None, "api.example.com", "apixexample.com", "API.example.com:80", "x.example.com"],
+    ["GET", "POST"],
+))
 LARGE_TARGETS = [
     "/svc", "/svc/", "/svc/0/exact", "/svc/0/exactly", "/svc/3/exact/", "/svc/1", "/svc/1/x", "/svc/10",
     "/svc/100/a", "/svc/7", "/svc/7/x", "/svc/399", "/svc/3999", "/other",
@@ -176,12 +195,16 @@ def _check(proxy, routes, backends, default, requests, up) -> list:
         ("hosts", HOST_ROUTES, HOST_BACKENDS, list(itertools.product(HOST_TARGETS, HOST_HEADERS, METHODS))),
         ("regex", REGEX_EDGE_ROUTES, REGEX_BACKENDS, [(t, None, "GET") for t in REGEX_TARGETS]),
         ("methods", METHOD_ROUTES, COMPLEX_BACKENDS, list(itertools.product(METHOD_TARGETS, METHOD_HOSTS, METHOD_METHODS))),
+        ("regex-order", REGEX_ORDER_ROUTES, REGEX_BACKENDS, REGEX_ORDER_REQUESTS),
     ],
 )
 def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, routes, backends, requests):
     compiled = compile_routes(routes, backends, "main" if "main" in backends else "be3", map_dir=str(tmp_path / "maps"), mode=mode)
     if table == "hosts" and mode == "map":
         assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_host_exact.map", "lay7_routes_host_prefix.map"}
+    if table == "regex-order" and mode == "map":
+        assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_regex.map", "lay7_routes_host_regex.map"}
+        assert sum(" -m reg " in line for line in compiled["frontend"]) == 2  # the method and wildcard routes
     if table == "methods" and mode == "map":
         assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_method_exact.map", "lay7_routes_method_prefix.map"}
         assert not any(line.startswith("acl route_api") or line.startswith("acl route_v1") for line in compiled["frontend"])

@@ -4,7 +4,8 @@ It lets unit tests run the *compiled* rules (ACL and map form) against requests 
 real HAProxy, following HAProxy 2.6 semantics: ``http-request`` rules run in order before any
 ``use_backend``; ``use_backend`` rules are evaluated in file order, first match wins, then
 ``default_backend``; ``-m reg`` searches (it is not implicitly anchored) the path's bytes, as
-PCRE2 without UTF does; ``map_beg`` returns the longest matching key; ``req.fhdr(host)`` is the
+PCRE2 without UTF does; ``map_beg`` returns the longest matching key, ``map_reg`` the first
+key (a regex) in file order that matches; ``req.fhdr(host)`` is the
 whole Host header (one value: HAProxy refuses differing duplicates); ``concat`` appends
 nothing for a variable that is not set; ``sub(<var>)`` fails when the variable is not set;
 ``method`` is the request method as sent (HAProxy compares it case-sensitively). Anything outside the known subset raises, so an emitter change
@@ -202,6 +203,14 @@ class Frontend:
         if m:
             key = self._source(m.group(1), req, vars_)
             return None if key is None else self.maps[m.group(2)].get(key)
+        m = re.fullmatch(r"(path|var\([^)]+\)),map_reg\(([^,)]+)\)", expr)
+        if m:
+            # Keys are regexes tried in file order (HAProxy keeps them in a list), first match wins.
+            key = self._source(m.group(1), req, vars_)
+            if key is None:
+                return None
+            subject = key.encode("utf-8", "surrogateescape")
+            return next((v for k, v in self.maps[m.group(2)].items() if re.search(k.encode("ascii"), subject)), None)
         m = re.fullmatch(r"(path|var\([^)]+\)),map_beg\(([^,)]+)(?:,([^)]*))?\)", expr)
         if m:
             key = self._source(m.group(1), req, vars_)
