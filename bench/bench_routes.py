@@ -16,10 +16,11 @@ Two more measurements go to bench/results/routes-compile.json (``--only compile,
 
 * ``compile``: seconds route_compile takes for 1,000 to 10,000 routes of several mixes;
 * ``check``: seconds ``haproxy -c`` takes for the acl form (seed-style backends, every pool
-  with a fallback) and for the map form with many rule routes (host and methods), by the
+  with a fallback) and for the map form with many rule routes (wildcard host and methods), by the
   number of frontend lines; they justify MAX_FRONTEND_LINES in plugin_utils/_routes.py. Then
   the same for what route_compile emits for 10,000 routes of each kind (exact-host routes,
-  which the map form keeps in host maps, and a realistic mix).
+  which the map form keeps in host maps, a realistic mix and the issue's mix of methods,
+  regexes, exact and wildcard hosts).
 
 Only loopback is used. Run: ``make bench`` or ``python bench/bench_routes.py``.
 """
@@ -124,6 +125,18 @@ def conditioned_table(n: int) -> tuple:
     return routes, backends
 
 
+def wildcard_conditioned_table(n: int) -> tuple:
+    """The costliest shape that stays a rule in the map form: a wildcard host, two methods and
+    a prefix (four ACL lines and a rule each; with an exact host the map form keys it instead)."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    routes = [
+        {"name": f"w{i}", "host": f"*.t{i}.example.com", "path": f"/p{i % 7}/x", "methods": ["GET", "POST"], "backend": names[i % 8]}
+        for i in range(n)
+    ]
+    return routes, backends
+
+
 def host_table(n: int) -> tuple:
     """n exact-host routes, one host on / each (the issue's shape: 24 s to compile, then refused)."""
     return [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": f"pool{i % 8}"} for i in range(n)], table(0)[1]
@@ -165,6 +178,64 @@ def realistic_mix(n: int) -> tuple:
     return routes, backends
 
 
+def issue_mix(n: int) -> tuple:
+    """n routes of issue 10's "any mix" (as the unit test's issue_mix): 30% with methods (half
+    with an exact host), 10% regex, 40% with an exact host, 5% with a wildcard host, the rest
+    exact and prefix paths."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    for i in range(n):
+        route = {"name": f"r{i}", "backend": names[i % 8]}
+        kind = i % 20
+        if kind < 8:
+            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
+            if kind < 3:
+                route["methods"] = [["GET"], ["POST", "PUT"], ["DELETE"]][kind]
+            if kind in (2, 3):
+                route["match"] = "exact"
+        elif kind < 11:
+            route.update(path=f"/m{i}/x", methods=["POST", "PUT"] if kind < 10 else ["GET", "HEAD"])
+            if kind == 8:
+                route["match"] = "exact"
+        elif kind < 13:
+            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
+        elif kind == 13:
+            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
+        elif kind % 2:
+            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
+        else:
+            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
+        routes.append(route)
+    return routes, backends
+
+
+def method_table(n: int) -> tuple:
+    """n routes with methods: half with an exact host, exact and prefix paths."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    verbs = [["GET"], ["POST", "PUT"], ["GET", "HEAD"], ["DELETE"]]
+    for i in range(n):
+        route = {"name": f"m{i}", "path": f"/m{i}" + "/sub" * (i % 3), "methods": verbs[i % 4], "backend": names[i % 8]}
+        if i % 2:
+            route["host"] = f"app{i % 997}.example.com"
+        if i % 3 == 0:
+            route["match"] = "exact"
+        routes.append(route)
+    return routes, backends
+
+
+def regex_table(n: int) -> tuple:
+    """n regex routes without methods, one in four with an exact host."""
+    routes, backends = table(0)
+    names = sorted(b for b in backends if b != "main")
+    for i in range(n):
+        route = {"name": f"x{i}", "path": f"/rx{i}/[0-9]+(/[a-z]+)?", "match": "regex", "backend": names[i % 8]}
+        if i % 4 == 0:
+            route["host"] = f"app{i % 997}.example.com"
+        routes.append(route)
+    return routes, backends
+
+
 # Tables compiled exactly as route_compile emits them (mode auto), for compile and haproxy -c.
 COMPILED_KINDS = {
     "prefix+exact": table,
@@ -172,6 +243,9 @@ COMPILED_KINDS = {
     "exact-host routes on /": host_table,
     "exact-host sites (4 routes per host)": host_sites_table,
     "realistic mix (40% host, 10% methods, 5% regex, 5% wildcard)": realistic_mix,
+    "issue mix (30% methods, 10% regex, 40% exact host, 5% wildcard)": issue_mix,
+    "methods only (half with an exact host)": method_table,
+    "regex only (a quarter with an exact host)": regex_table,
 }
 
 
@@ -218,7 +292,7 @@ def measure_check(routes_mod, acl_sizes: list, map_sizes: list, repeat: int, wor
     (normalise + emit_*, not compile_routes, which refuses those tables)."""
     cases = [("acl", "prefix+exact, fallbacks", table, n) for n in acl_sizes]
     cases += [("acl", "host+methods+prefix, fallbacks", conditioned_table, n) for n in acl_sizes if n <= 3000]
-    cases += [("map", "host+methods+prefix (all conditioned)", conditioned_table, n) for n in map_sizes]
+    cases += [("map", "wildcard host+methods+prefix (all rules)", wildcard_conditioned_table, n) for n in map_sizes]
     out = []
     for form, kind, make, n in cases:
         routes, backends = make(n)
