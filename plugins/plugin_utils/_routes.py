@@ -533,6 +533,9 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
     if "path" not in raw:
         _fail(f"{where}: path is required")
     path = raw["path"]
+    if match == "regex" and isinstance(path, str) and path.startswith("^"):
+        _fail(f"{where}: path {_show(path)} starts with '^': regex routes are anchored by the compiler "
+              "(the whole path must match); drop the '^'")
     # A regex may open with a group, "(/v1|/v2)/users"; check_regex proves every match starts with '/'.
     if not isinstance(path, str) or not path.startswith(("/", "(") if match == "regex" else "/"):
         _fail(f"{where}: path {_show(path)} must be a string starting with '/'" + (" (or '(' for a regex)" if match == "regex" else ""))
@@ -558,6 +561,11 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
                 f"{where}: path {_show(path)} contains characters not allowed in a URI path "
                 "(no whitespace, '?', '#', quotes; '%' must start a %XX escape)"
             )
+        # HAProxy compares the path as the client wrote it, and clients write escapes in upper
+        # case (RFC 3986, 2.1): a route with %c3%a9 would never match.
+        if re.search(r"%(?:[0-9A-F][a-f]|[a-f][0-9A-Fa-f])", path):
+            _fail(f"{where}: path {_show(path)} has a lower-case percent-encoding; write it in upper case "
+                  "(e.g. %C3%A9), as clients send it")
         if match == "prefix":
             if path.endswith("/") and path != "/":
                 path = path[:-1]  # a trailing slash is ignored

@@ -914,8 +914,8 @@ ERROR_CASES = [
         id="path-without-slash",
     ),
     pytest.param(
-        dict(routes=[{"name": "rx", "path": "^/a", "match": "regex", "backend": "a_pool"}]),
-        r"route 'rx' \(index 0\): path '\^/a' must be a string starting with '/'",
+        dict(routes=[{"name": "rx", "path": "a/b", "match": "regex", "backend": "a_pool"}]),
+        r"route 'rx' \(index 0\): path 'a/b' must be a string starting with '/'",
         id="regex-path-without-slash",
     ),
     pytest.param(
@@ -1239,7 +1239,7 @@ REGEX_REJECTED = [
     pytest.param("/({1,2})", "'{' has nothing to repeat", id="count-first"),
     pytest.param("(/a)|b", "every match must start with '/'", id="group-then-alt"),
     pytest.param("(a)/", "every match must start with '/'", id="group-without-slash"),
-    pytest.param("^/a", "must be a string starting with '/' (or '(' for a regex)", id="caret-first"),
+    pytest.param("^/a", "starts with '^': regex routes are anchored by the compiler", id="caret-first"),
     pytest.param("/" + "(" * 33 + "a" + ")" * 33, "nested more than 32 deep", id="too-deep"),
     pytest.param("/" + "a" * 1000, "is 1001 characters long; at most 1000", id="too-long"),
     pytest.param("/" + "x" * 100000, "is 100001 characters long", id="very-long"),
@@ -1369,6 +1369,20 @@ def test_bad_server_address_names_backend_server_field_and_value(address, reason
 def test_good_server_address(address, emitted):
     compiled = compile_routes(SEED_ROUTES, _server_backends(address=address), "main")
     assert [b for b in compiled["backends"] if b["name"] == "b_pool"][0]["servers"][0]["address"] == emitted
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        ({"path": "^/api/v[0-9]+/users", "match": "regex"}, "drop the '^'"),
+        ({"path": "/caf%c3%a9", "match": "exact"}, "lower-case percent-encoding"),
+        ({"path": "/caf%C3%a9", "match": "prefix"}, "lower-case percent-encoding"),
+    ],
+)
+def test_anchor_and_lower_case_escapes_are_refused_clearly(route, message):
+    routes = [{"name": "r", "backend": "b_pool", **route}]
+    with pytest.raises(AnsibleFilterError, match=re.escape(message)):
+        compile_routes(routes, copy.deepcopy(SEED_BACKENDS), "main")
 
 
 def test_regex_with_a_fragment_never_matches_and_is_refused():
