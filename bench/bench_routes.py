@@ -113,28 +113,27 @@ def mixed_table(n: int, conditioned_every: int = 8) -> tuple:
     return routes, backends
 
 
-def conditioned_table(n: int) -> tuple:
-    """The costliest shape per route: an exact host, two methods and a prefix (four ACL lines and
-    a rule each), over the same backends."""
-    routes, backends = table(0)
+def _host_methods_table(n: int, name: str, host: str) -> tuple:
+    """n routes named ``name`` + index with a host (``host`` formatted with the index), two methods and a
+    prefix: four ACL lines and a rule each, over the same backends."""
+    backends = table(0)[1]
     names = sorted(b for b in backends if b != "main")
     routes = [
-        {"name": f"h{i}", "host": f"h{i}.example.com", "path": f"/p{i % 7}/x", "methods": ["GET", "POST"], "backend": names[i % 8]}
+        {"name": f"{name}{i}", "host": host.format(i), "path": f"/p{i % 7}/x", "methods": ["GET", "POST"], "backend": names[i % 8]}
         for i in range(n)
     ]
     return routes, backends
+
+
+def conditioned_table(n: int) -> tuple:
+    """The costliest shape per route in the acl form: an exact host, two methods and a prefix."""
+    return _host_methods_table(n, "h", "h{}.example.com")
 
 
 def wildcard_conditioned_table(n: int) -> tuple:
     """The costliest shape that stays a rule in the map form: a wildcard host, two methods and
-    a prefix (four ACL lines and a rule each; with an exact host the map form keys it instead)."""
-    routes, backends = table(0)
-    names = sorted(b for b in backends if b != "main")
-    routes = [
-        {"name": f"w{i}", "host": f"*.t{i}.example.com", "path": f"/p{i % 7}/x", "methods": ["GET", "POST"], "backend": names[i % 8]}
-        for i in range(n)
-    ]
-    return routes, backends
+    a prefix (with an exact host the map form keys it instead)."""
+    return _host_methods_table(n, "w", "*.t{}.example.com")
 
 
 def host_table(n: int) -> tuple:
@@ -152,61 +151,29 @@ def host_sites_table(n: int) -> tuple:
     return routes, table(0)[1]
 
 
+def _seed_tables():
+    """The unit tests' table generators (tests/unit/plugins/filter/seed_tables.py), so the
+    tables measured here are exactly the ones the unit tests bound."""
+    tables = str(ROOT / "tests" / "unit" / "plugins" / "filter")
+    if tables not in sys.path:
+        sys.path.insert(0, tables)
+    import seed_tables  # noqa: E402 - found through the path just added
+
+    return seed_tables
+
+
 def realistic_mix(n: int) -> tuple:
-    """n routes (as the unit test's realistic_mix): 40% with an exact host (prefix and exact, some
-    with methods), 10% with methods, 5% regex, 5% wildcard host, the rest exact and prefix paths."""
-    routes, backends = table(0)
-    names = sorted(b for b in backends if b != "main")
-    for i in range(n):
-        route = {"name": f"r{i}", "backend": names[i % 8]}
-        kind = i % 20
-        if kind < 8:
-            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
-            if kind == 1:
-                route["match"] = "exact"
-        elif kind < 10:
-            route.update(path=f"/m{i}/x", methods=["POST", "PUT"])
-        elif kind == 10:
-            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
-        elif kind == 11:
-            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
-        elif kind % 3 == 0:
-            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
-        else:
-            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
-        routes.append(route)
-    return routes, backends
+    """n routes of the unit tests' realistic mix (40% exact host, 10% methods, 5% regex, 5%
+    wildcard host, the rest paths) over the benchmark's backends."""
+    backends = table(0)[1]
+    return _seed_tables().realistic_mix_routes(n, sorted(b for b in backends if b != "main")), backends
 
 
 def issue_mix(n: int) -> tuple:
-    """n routes of issue 10's "any mix" (as the unit test's issue_mix): 30% with methods (half
-    with an exact host), 10% regex, 40% with an exact host, 5% with a wildcard host, the rest
-    exact and prefix paths."""
-    routes, backends = table(0)
-    names = sorted(b for b in backends if b != "main")
-    for i in range(n):
-        route = {"name": f"r{i}", "backend": names[i % 8]}
-        kind = i % 20
-        if kind < 8:
-            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
-            if kind < 3:
-                route["methods"] = [["GET"], ["POST", "PUT"], ["DELETE"]][kind]
-            if kind in (2, 3):
-                route["match"] = "exact"
-        elif kind < 11:
-            route.update(path=f"/m{i}/x", methods=["POST", "PUT"] if kind < 10 else ["GET", "HEAD"])
-            if kind == 8:
-                route["match"] = "exact"
-        elif kind < 13:
-            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
-        elif kind == 13:
-            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
-        elif kind % 2:
-            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
-        else:
-            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
-        routes.append(route)
-    return routes, backends
+    """n routes of issue 10's "any mix" (30% methods, 10% regex, 40% exact host, 5% wildcard
+    host), as the unit tests build it, over the benchmark's backends."""
+    backends = table(0)[1]
+    return _seed_tables().issue_mix_routes(n, sorted(b for b in backends if b != "main")), backends
 
 
 def method_table(n: int) -> tuple:

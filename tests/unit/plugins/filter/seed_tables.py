@@ -1,6 +1,7 @@
 """The seed topology's route table (addresses in the documentation range), shared by the
 unit tests and the loopback integration test, which points every server at a loopback port,
-and a table of regex routes at the edges of the regex subset (docs/routing.md)."""
+a table of regex routes at the edges of the regex subset (docs/routing.md), and the large
+mixed tables whose compile time the unit tests bound and bench/bench_routes.py measures."""
 
 LONG = "x" * 6000
 
@@ -53,3 +54,60 @@ REGEX_REQUESTS = [
     ("/p/!$&'()*+,;=:@~", "r1"), ("/p/a", "main"),
     ("/s/ab-x", "r2"), ("/s/a-1", "main"), ("/s/ab/", "main"),
 ]  # fmt: skip
+
+
+# Large tables of issue 10's compile-time target. The unit tests bound their compile time
+# loosely and bench/bench_routes.py records it, so both build exactly these routes.
+def realistic_mix_routes(n: int, backends: list) -> list:
+    """n routes over ``backends``: 40% with an exact host (prefix and exact), 10% with methods,
+    5% regex, 5% wildcard host, the rest exact and prefix paths."""
+    routes = []
+    for i in range(n):
+        route = {"name": f"r{i}", "backend": backends[i % len(backends)]}
+        kind = i % 20
+        if kind < 8:
+            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
+            if kind == 1:
+                route["match"] = "exact"
+        elif kind < 10:
+            route.update(path=f"/m{i}/x", methods=["POST", "PUT"])
+        elif kind == 10:
+            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
+        elif kind == 11:
+            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
+        elif kind % 3 == 0:
+            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
+        else:
+            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
+        routes.append(route)
+    return routes
+
+
+def issue_mix_routes(n: int, backends: list) -> list:
+    """n routes of issue 10's "any mix" over ``backends``: 30% with methods (half with an exact
+    host), 10% regex, 40% with an exact host, 5% with a wildcard host, the rest exact and prefix
+    paths."""
+    routes = []
+    for i in range(n):
+        route = {"name": f"r{i}", "backend": backends[i % len(backends)]}
+        kind = i % 20
+        if kind < 8:
+            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
+            if kind < 3:
+                route["methods"] = [["GET"], ["POST", "PUT"], ["DELETE"]][kind]
+            if kind in (2, 3):
+                route["match"] = "exact"
+        elif kind < 11:
+            route.update(path=f"/m{i}/x", methods=["POST", "PUT"] if kind < 10 else ["GET", "HEAD"])
+            if kind == 8:
+                route["match"] = "exact"
+        elif kind < 13:
+            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
+        elif kind == 13:
+            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
+        elif kind % 2:
+            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
+        else:
+            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
+        routes.append(route)
+    return routes

@@ -18,7 +18,8 @@ import haproxy_sim
 import pytest
 import reference_matcher as ref
 import yaml
-from seed_tables import LONG, REGEX_REQUESTS, REGEX_ROUTES, SEED_BACKENDS, SEED_ROUTES, server
+from seed_tables import (LONG, REGEX_REQUESTS, REGEX_ROUTES, SEED_BACKENDS, SEED_ROUTES, issue_mix_routes,
+                         realistic_mix_routes, server)
 from ansible.errors import AnsibleFilterError
 from ansible_collections.lay7.ha.plugins.filter import route_compile as plugin
 from ansible_collections.lay7.ha.plugins.plugin_utils._routes import DEFAULT_MAP_THRESHOLD, compile_routes
@@ -1593,65 +1594,19 @@ def test_ten_thousand_routes_of_a_realistic_mix_compile_quickly():
     assert compiled["mode"] == "map" and len(compiled["frontend"]) <= MAX_FRONTEND_LINES
 
 
-def realistic_mix(n: int) -> tuple:
-    """n routes: 40% with an exact host (prefix and exact, some with methods), 10% with
-    methods, 5% regex, 5% wildcard host, the rest exact and prefix paths."""
+def _mix_backends() -> dict:
     names = [f"pool{i}" for i in range(8)]
     backends = {name: {"servers": [server("s1", 1)], "fallback": names[(i + 1) % 8]} for i, name in enumerate(names)}
     backends["main"] = {"servers": [server("s1", 1)], "fallback": "pool0"}
-    routes = []
-    for i in range(n):
-        route = {"name": f"r{i}", "backend": names[i % 8]}
-        kind = i % 20
-        if kind < 8:
-            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
-            if kind == 1:
-                route["match"] = "exact"
-        elif kind < 10:
-            route.update(path=f"/m{i}/x", methods=["POST", "PUT"])
-        elif kind == 10:
-            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
-        elif kind == 11:
-            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
-        elif kind % 3 == 0:
-            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
-        else:
-            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
-        routes.append(route)
-    return routes, backends
+    return backends
+
+
+def realistic_mix(n: int) -> tuple:
+    return realistic_mix_routes(n, [f"pool{i}" for i in range(8)]), _mix_backends()
 
 
 def issue_mix(n: int) -> tuple:
-    """n routes of issue 10's "any mix" (bench/bench_routes.py has the same): 30% with methods
-    (half with an exact host), 10% regex, 40% with an exact host, 5% with a wildcard host, the
-    rest exact and prefix paths."""
-    names = [f"pool{i}" for i in range(8)]
-    backends = {name: {"servers": [server("s1", 1)], "fallback": names[(i + 1) % 8]} for i, name in enumerate(names)}
-    backends["main"] = {"servers": [server("s1", 1)], "fallback": "pool0"}
-    routes = []
-    for i in range(n):
-        route = {"name": f"r{i}", "backend": names[i % 8]}
-        kind = i % 20
-        if kind < 8:
-            route.update(host=f"app{i % 997}.example.com", path=f"/h{i}" + "/sub" * (i % 3))
-            if kind < 3:
-                route["methods"] = [["GET"], ["POST", "PUT"], ["DELETE"]][kind]
-            if kind in (2, 3):
-                route["match"] = "exact"
-        elif kind < 11:
-            route.update(path=f"/m{i}/x", methods=["POST", "PUT"] if kind < 10 else ["GET", "HEAD"])
-            if kind == 8:
-                route["match"] = "exact"
-        elif kind < 13:
-            route.update(path=f"/rx{i}/[0-9]+(/[a-z]+)?", match="regex")
-        elif kind == 13:
-            route.update(path=f"/w{i}", host=f"*.t{i % 50}.example.com")
-        elif kind % 2:
-            route.update(path=f"/api/v{i % 7}/item{i}", match="exact")
-        else:
-            route.update(path=f"/svc{i}" + "/sub" * (i % 4))
-        routes.append(route)
-    return routes, backends
+    return issue_mix_routes(n, [f"pool{i}" for i in range(8)]), _mix_backends()
 
 
 def test_ten_thousand_routes_of_any_mix_compile_quickly_into_maps():
