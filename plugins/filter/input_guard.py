@@ -36,13 +36,13 @@ options:
       - A rule per variable name. C(kind) selects the checker; the other keys are its options.
       - "Kinds: C(any) (checked elsewhere), C(bool), C(choice) (C(choices)), C(command), C(crypt_hash),
         C(dict) (C(keys): rules per key, C(required)), C(duration) (C(min), C(max) with units),
-        C(hostname), C(int) (C(min), C(max)), C(interface), C(ip) (C(version), C(loopback):
+        C(header_name) (C(set_by_role), C(pattern)), C(hostname) (C(allow_ip)), C(int) (C(min), C(max)), C(interface), C(ip) (C(version), C(loopback):
         refuse/allow/require, C(differs_from), C(prefix_field)), C(ip_list) (C(min_items)),
-        C(list) (C(items), C(unique), C(min_items)), C(name) (C(pattern), C(max_length)),
+        C(list) (C(items), C(unique), C(min_items)), C(log_target), C(name) (C(pattern), C(max_length)),
         C(network_list) (C(min_items)), C(number) (C(min), C(max)), C(path) (C(under), C(suffix)),
-        C(port), C(secret) (C(min_length), C(min_distinct), C(weak)), C(server_address), C(size),
-        C(systemd_unit), C(text) (C(forbid), C(ascii), C(max_length)), C(token) (C(upper)),
-        C(url_path) (C(allow_root))."
+        C(port), C(secret) (C(min_length), C(min_distinct), C(weak)), C(size),
+        C(systemd_unit), C(text) (C(forbid), C(ascii), C(max_length)),
+        C(url_path) (C(allow_root), C(plain)); C(path) also takes C(direct), C(parent) and C(etc_allowed), C(name) C(reserved)."
       - Every kind takes C(allow_empty) (an empty value is accepted as "not set").
     type: dict
     required: true

@@ -109,8 +109,6 @@ def _int(value: Any, lo: int, hi: int) -> int:
 
 # HAProxy and keepalived identifiers (section, frontend, peer, instance names).
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
-# RFC 9110 token (header names, methods).
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = rf"{_LABEL}(?:\.{_LABEL})*\.?"
 # RFC 3986 path characters; "%" must start a percent-encoding.
@@ -126,14 +124,6 @@ def check_name(value: Any, rule: dict) -> str:
     _charset(text, pattern, rule.get("what", "a name of letters, digits, '_', '.' and '-' starting with a letter or digit"), r"[A-Za-z0-9_.-]")
     if text in rule.get("reserved", []):
         raise InputError("is a name the role uses itself: " + ", ".join(rule["reserved"]))
-    return text
-
-
-def check_token(value: Any, rule: dict) -> str:
-    text = _string(value, max_length=int(rule.get("max_length", 64)))
-    _charset(text, _TOKEN, "an HTTP token (letters, digits and !#$%&'*+.^_`|~-)", _TOKEN[:-1])
-    if rule.get("upper") and text != text.upper():
-        raise InputError("must be in upper case (HTTP methods are case-sensitive)")
     return text
 
 
@@ -330,20 +320,6 @@ def check_ip(value: Any, rule: dict):
     address = parse_ip(text, rule.get("version"))
     _ip_fit(address, rule)
     return address
-
-
-def check_server_address(value: Any, rule: dict) -> str:
-    """An IP address or a host name, never a wildcard and never with a port."""
-    text = _string(value, max_length=253)
-    if ":" in text and text.count(":") == 1 or text.startswith("["):
-        raise InputError("must be an address without a port or brackets (the port is a separate field)")
-    try:
-        check_ip(text, rule)
-    except InputError as exc:
-        if re.fullmatch(r"[0-9.]+", text) or ":" in text:
-            raise exc
-        check_hostname(text, {"allow_ip": False})
-    return text
 
 
 def parse_network(text: str):
@@ -673,11 +649,9 @@ CHECKERS: dict[str, Callable[[Any, dict], Any]] = {
     "path": check_path,
     "port": check_port,
     "secret": check_secret,
-    "server_address": check_server_address,
     "size": check_size,
     "systemd_unit": check_systemd_unit,
     "text": check_text,
-    "token": check_token,
     "url_path": check_url_path,
 }
 
