@@ -120,6 +120,21 @@ def _other(holder: str) -> str:
     return LBS[1] if holder == LBS[0] else LBS[0]
 
 
+# A runtime drop-in (gone at the next boot) that keeps systemd from restarting HAProxy.
+_NO_RESTART = "/run/systemd/system/haproxy.service.d/lay7-bench-no-restart.conf"
+
+
+def _kill_for_good(lab: Lab, host: str) -> None:
+    """SIGKILL HAProxy with systemd's restart switched off first: the load balancer stays down."""
+    _sh(lab, host, f"mkdir -p {_NO_RESTART.rsplit('/', 1)[0]} && printf '[Service]\\nRestart=no\\n' > {_NO_RESTART}"
+                   " && systemctl daemon-reload")
+    _sh(lab, host, "kill -9 $(cat /run/haproxy.pid)")
+
+
+def _restart_allowed(lab: Lab, host: str) -> None:
+    _sh(lab, host, f"rm -f {_NO_RESTART} && systemctl daemon-reload && systemctl start haproxy")
+
+
 def _boot_if_down(lab: Lab, host: str) -> None:
     if not lab.is_running(host):
         lab.boot(host)
@@ -168,6 +183,8 @@ FAULTS = [
     Fault("haproxy_kill", "HAProxy SIGKILLed on the VIP holder (systemd restarts it)",
           lambda lab, h, p: _sh(lab, h, "kill -9 $(cat /run/haproxy.pid)"),
           lambda lab, h: None),
+    Fault("haproxy_kill_stays_down", "HAProxy SIGKILLed on the VIP holder, not restarted",
+          lambda lab, h, p: _kill_for_good(lab, h), lambda lab, h: _restart_allowed(lab, h)),
     Fault("holder_poweroff", "VIP holder powered off (PID 1 SIGKILLed)",
           lambda lab, h, p: lab.kill(h), lambda lab, h: _boot_if_down(lab, h)),
     Fault("holder_link_cut", "VIP holder's cable pulled",
