@@ -299,6 +299,11 @@ class Faults:
         self.stopped.append((name, unit))
         self.nodes[name].run_expect([0], f"systemctl stop {unit}")
 
+    def kill_service(self, name: str, unit: str) -> None:
+        """SIGKILL every process of a unit (a crash, not a stop); restore() starts it again."""
+        self.stopped.append((name, unit))
+        self.nodes[name].run_expect([0], f"systemctl kill -s KILL {unit}")
+
     def start_service(self, name: str, unit: str) -> None:
         self.nodes[name].run_expect([0], f"systemctl start {unit}")
         if (name, unit) in self.stopped:
