@@ -285,3 +285,47 @@ def test_both_load_balancers_down_then_restored(faults, vip, inventory, lab, tim
     timings["both_restored_service_back_s"] = round(took, 2)
     wait_for(lambda: len(vip_holders(lab, inventory)) == 1, FAILOVER_BOUND, "one VIP holder", 0.2)
     assert vip.get("/").status == 200
+
+
+@pytest.fixture
+def multicast_mode(faults, inventory, lab):
+    """Both load balancers switched to multicast adverts (224.0.0.18) with the firewall's
+    allowed sources set, deployed the real way; the finalizer deploys the inventory's
+    unicast configuration again and waits for one holder. (Requests `faults` first, so this
+    finalizer runs before the steady-state wait of `faults`.)"""
+    sources = [inventory.addresses[lb] for lb in inventory.loadbalancers]
+    deployed = run_site({"keepalived_vip_unicast": False, "keepalived_vip_vrrp_allowed_sources": sources},
+                        tags="keepalived_vip", limit="loadbalancers")
+    assert deployed.returncode == 0, f"switching to multicast failed:\n{deployed.stdout[-3000:]}"
+    try:
+        yield
+    finally:
+        restored = run_site({}, tags="keepalived_vip", limit="loadbalancers")
+        assert restored.returncode == 0, f"restoring unicast failed:\n{restored.stdout[-3000:]}"
+        wait_for(lambda: len(vip_holders(lab, inventory)) == 1, FAILOVER_BOUND, "one VIP holder after unicast is back")
+
+
+def test_multicast_mode_fails_over_and_ignores_non_peers(multicast_mode, inventory, lab, nodes, timings):
+    """In multicast mode keepalived does not check advert sources itself: the host firewall
+    alone keeps forged adverts out. A dead HAProxy still moves the VIP at once."""
+    wait_for(lambda: len(vip_holders(lab, inventory)) == 1, FAILOVER_BOUND, "one VIP holder in multicast mode")
+    holder, other = holder_and_other(lab, inventory)
+    conf = nodes[holder].check_output("cat /etc/keepalived/keepalived.conf")
+    assert "unicast_peer" not in conf, "keepalived still sends unicast adverts"
+    vrid = int(nodes[holder].check_output("sed -n 's/^ *virtual_router_id //p' /etc/keepalived/keepalived.conf"))
+    forger = inventory.webservers[0]
+    dropped_before = _vrrp_drops(nodes[other])
+    sent = lab.exec(forger, sender_argv(inventory.addresses[forger], vrid, 254, 3.0, inventory.vip, [VRRP_MULTICAST]),
+                    timeout=30)
+    assert sent.returncode == 0 and int(sent.stdout.strip() or 0) > 20, f"the forger sent nothing: {sent.stderr}"
+    assert vip_holders(lab, inventory) == [holder], "forged multicast adverts moved the VIP"
+    assert _vrrp_drops(nodes[other]) - dropped_before >= 20, f"{other}: the VRRP firewall dropped nothing new"
+
+    with probing(inventory) as run:
+        nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
+        moved = wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.02)
+    sums = _record(timings, "multicast_haproxy_kill", run["result"])
+    timings["multicast_haproxy_kill_vip_moved_s"] = round(moved, 3)
+    assert moved < DEATH_BOUND, f"the VIP took {moved:.2f} s to leave a dead HAProxy"
+    for kind, s in sums.items():
+        assert s["failure_window_s"] < DEATH_BOUND, f"{kind}: {_brief(sums)}"
