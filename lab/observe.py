@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 NOTIFY_TAG = "lay7-keepalived"   # the notify hook's syslog identifier (keepalived_vip_notify_log_tag)
+VRRP_TAG = "Keepalived_vrrp"     # keepalived's own VRRP process
 
 
 def vip_holders(lab, loadbalancers: list[str], vip: str, interface: str) -> list[str]:
@@ -25,10 +26,14 @@ def vip_holders(lab, loadbalancers: list[str], vip: str, interface: str) -> list
 
 
 def vrrp_state(lab, name: str) -> str:
-    """The VRRP state the notify hook journaled last on a load balancer (MASTER, BACKUP, FAULT)."""
-    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "20", "-t", NOTIFY_TAG],
+    """The VRRP state keepalived's VRRP process journaled last on a load balancer (MASTER, BACKUP,
+    FAULT). Not the notify hook's lines: keepalived starts one hook process per transition without
+    waiting, so when it re-initialises an instance (a reload that changes it) the FAULT and BACKUP
+    hooks run at once and their lines can land in either order."""
+    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "50", "-t", VRRP_TAG],
                    timeout=10).stdout
-    states = [line.split("entered state ")[1].split()[0] for line in out.splitlines() if "entered state " in line]
+    states = [line.split("Entering ")[1].split()[0] for line in out.splitlines()
+              if "Entering " in line and " STATE" in line.split("Entering ")[1]]
     return states[-1] if states else "UNKNOWN"
 
 

@@ -73,18 +73,23 @@ def _brief(sums: dict) -> str:
                      for k, s in sums.items())
 
 
-def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, nodes, timings):
-    holder, other = holder_and_other(lab, inventory)
-    t_wall = time.time()
+def _kill_haproxy_on_holder(inventory, lab, nodes, timings, holder: str, other: str, name: str) -> None:
+    """SIGKILL HAProxy on the holder under the probe: the VIP and the failures end within DEATH_BOUND."""
     with probing(inventory) as run:
         nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
         # From the kill: the time the VIP took, whatever systemd's restart hides from clients.
         moved = wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.02)
-    sums = _record(timings, "haproxy_kill", run["result"])
-    timings["haproxy_kill_vip_moved_s"] = round(moved, 3)
+    sums = _record(timings, name, run["result"])
+    timings[f"{name}_vip_moved_s"] = round(moved, 3)
     assert moved < DEATH_BOUND, f"the VIP took {moved:.2f} s to leave a dead HAProxy"
     for kind, s in sums.items():
         assert s["failure_window_s"] < DEATH_BOUND, f"{kind}: {_brief(sums)}"
+
+
+def test_haproxy_killed_on_holder_moves_vip_at_once(faults, inventory, lab, nodes, timings):
+    holder, other = holder_and_other(lab, inventory)
+    t_wall = time.time()
+    _kill_haproxy_on_holder(inventory, lab, nodes, timings, holder, other, "haproxy_kill")
     # Event driven: keepalived logged FAULT on the holder, the other node took over.
     wait_for(lambda: "entered state FAULT" in journal(nodes[holder], t_wall, "-t", "lay7-keepalived"),
              10, f"notify hook line on {holder}")
@@ -321,11 +326,4 @@ def test_multicast_mode_fails_over_and_ignores_non_peers(multicast_mode, invento
     assert vip_holders(lab, inventory) == [holder], "forged multicast adverts moved the VIP"
     assert _vrrp_drops(nodes[other]) - dropped_before >= 20, f"{other}: the VRRP firewall dropped nothing new"
 
-    with probing(inventory) as run:
-        nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
-        moved = wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.02)
-    sums = _record(timings, "multicast_haproxy_kill", run["result"])
-    timings["multicast_haproxy_kill_vip_moved_s"] = round(moved, 3)
-    assert moved < DEATH_BOUND, f"the VIP took {moved:.2f} s to leave a dead HAProxy"
-    for kind, s in sums.items():
-        assert s["failure_window_s"] < DEATH_BOUND, f"{kind}: {_brief(sums)}"
+    _kill_haproxy_on_holder(inventory, lab, nodes, timings, holder, other, "multicast_haproxy_kill")
