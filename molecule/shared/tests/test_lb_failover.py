@@ -62,10 +62,16 @@ def _record(timings: dict, name: str, result) -> dict:
     return sums
 
 
+def _nft_packets(node, table: str, marker: str) -> int:
+    """Packets counted so far (counters are cumulative) by the rules of an nftables table whose
+    line contains marker."""
+    listing = node.check_output(f"nft list table {table}")
+    return sum(int(line.split("packets ")[1].split()[0]) for line in listing.splitlines() if marker in line)
+
+
 def _vrrp_drops(node) -> int:
-    """Packets the VRRP firewall dropped so far (its counter is cumulative)."""
-    table = node.check_output("nft list table inet lay7_vrrp")
-    return sum(int(line.split("packets ")[1].split()[0]) for line in table.splitlines() if "drop" in line)
+    """Packets the VRRP firewall dropped so far."""
+    return _nft_packets(node, "inet lay7_vrrp", "drop")
 
 
 def _brief(sums: dict) -> str:
@@ -107,8 +113,7 @@ def _assert_planned(sums: dict) -> None:
 
 def _handed_back(node) -> int:
     """Packets this load balancer passed back to a releasing peer so far (cumulative counter)."""
-    table = node.check_output("nft list table ip lay7_handover")
-    return sum(int(line.split("packets ")[1].split()[0]) for line in table.splitlines() if "dup to" in line)
+    return _nft_packets(node, "ip lay7_handover", "dup to")
 
 
 def _arp_entry(address: str) -> str:
