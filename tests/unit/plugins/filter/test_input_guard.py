@@ -134,6 +134,8 @@ BAD = [
     ("haproxy_l7", "haproxy_l7_retry_on", ["conn-failure", "999"], "item 1"),
     ("haproxy_l7", "haproxy_l7_retry_on", "conn-failure", "must be a list"),
     ("haproxy_l7", "haproxy_l7_routing_mode", "maps", "one of"),
+    ("haproxy_l7", "haproxy_l7_http_reuse", "never\n    bind :82", "control character"),
+    ("haproxy_l7", "haproxy_l7_http_reuse", "sometimes", "one of"),
     ("haproxy_l7", "haproxy_l7_log_facility", "local9", "one of"),
     # --- addresses, parsed ---
     ("haproxy_l7", "haproxy_l7_frontend_address", "0.0.0.0", "unspecified"),
