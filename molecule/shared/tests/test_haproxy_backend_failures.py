@@ -5,8 +5,8 @@ every path gets HAProxy's custom 503 page. Start them: routing is back to normal
 the open-loop probe (both client kinds, GET /a/), cutting web2's cable costs no request:
 the first failed connection marks the server down and the request is retried on a backup
 (the fallback's servers); a request stuck on the cut server is retried after
-haproxy_l7_timeout_server_retryable. Restarting web2's Apache, or killing it, costs at most
-one request (a single-server pool; see below). The `faults` fixture undoes every fault
+haproxy_l7_timeout_server_retryable. Restarting web2's Apache, or killing it, costs no
+request either (a single-server pool; see below). The `faults` fixture undoes every fault
 and waits for the healthy topology, also when an assertion fails. Every wait is bounded.
 """
 
@@ -85,32 +85,29 @@ def _probe_a(inventory, fault, settle: float):
     return {kind: result.summary(kind) for kind in ("new", "keepalive")}
 
 
-# /a's pool has one server. A request caught on it when it dies is retried: first on the
-# same server (the lost response is a layer-7 error, which does not mark it down), then, once
-# a refused connection has marked it down, on a backup (the fallback's server). That took up
-# to 4 attempts on the lab. With 3 retries no request failed in 57 server deaths on the lab,
-# but one clean-clone run lost one (a keep-alive request closed unanswered: every retry spent
-# before the mark-down took effect); with 2 retries (the former default) about one request in
-# four deaths failed. At most that one, and of that kind (docs/failover.md, Limits).
-SINGLE_SERVER_LOSS = 1
-SINGLE_SERVER_ERRORS = {"eof", "status 502", "status 503"}
+# /a's pool has one server. A request caught on it when it dies is retried: on connections
+# to it still in HAProxy's idle pool (dead too; a lost response does not mark the server
+# down), then on a new connection it refuses (which marks it down), then on a backup (the
+# fallback's server). HAProxy's log showed up to 4 retries in 120 deaths on the lab; with the
+# former 3, 3 requests in 25 deaths were closed unanswered once every retry was spent. The
+# bound is the target, 0, for both client kinds. The race is rare, so a regression to 3
+# retries fails this test only in about one run in eight; the benchmark repeats the deaths.
 
 
-def _assert_single_server_pool(sums: dict, name: str, timings: dict) -> None:
+def _assert_no_loss(sums: dict, name: str, timings: dict) -> None:
     for kind, s in sums.items():
         timings[f"{name}_{kind}_failed"] = s["failed"]
-        assert s["failed"] <= SINGLE_SERVER_LOSS, f"{kind}: {s['failed']} failed, errors {dict(s['errors'])}"
-        assert set(s["errors"]) <= SINGLE_SERVER_ERRORS, f"{kind}: unexpected errors {dict(s['errors'])}"
+        assert s["failed"] == 0, f"{kind}: {s['failed']} failed, errors {dict(s['errors'])}"
 
 
-def test_apache_restart_on_web2_loses_at_most_one_request(faults, inventory, nodes, timings):
+def test_apache_restart_on_web2_loses_no_request(faults, inventory, nodes, timings):
     sums = _probe_a(inventory, lambda: nodes["web2"].run_expect([0], f"systemctl restart {APACHE}"), 3.0)
-    _assert_single_server_pool(sums, "apache_restart", timings)
+    _assert_no_loss(sums, "apache_restart", timings)
 
 
-def test_apache_killed_on_web2_loses_at_most_one_request(faults, inventory, timings):
+def test_apache_killed_on_web2_loses_no_request(faults, inventory, timings):
     sums = _probe_a(inventory, lambda: faults.kill_service("web2", APACHE), 3.0)
-    _assert_single_server_pool(sums, "apache_kill", timings)
+    _assert_no_loss(sums, "apache_kill", timings)
 
 
 def test_web2_cable_cut_loses_no_request(faults, inventory, timings):
