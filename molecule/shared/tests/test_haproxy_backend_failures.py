@@ -85,13 +85,15 @@ def _probe_a(inventory, fault, settle: float):
     return {kind: result.summary(kind) for kind in ("new", "keepalive")}
 
 
-# /a's pool has one server. A request caught on it when it dies is retried: on connections
-# to it still in HAProxy's idle pool (dead too; a lost response does not mark the server
-# down), then on a new connection it refuses (which marks it down), then on a backup (the
-# fallback's server). HAProxy's log showed up to 4 retries in 120 deaths on the lab; with the
-# former 3, 3 requests in 25 deaths were closed unanswered once every retry was spent. The
-# bound is the target, 0, for both client kinds. The race is rare, so a regression to 3
-# retries fails this test only in about one run in eight; the benchmark repeats the deaths.
+# /a's pool has one server. A request caught on it when it dies is retried: on the connection
+# it was using (a lost response does not mark the server down), then on a new connection the
+# dead server refuses (which does), then on a backup (the fallback's server). Backend
+# connections are not shared between clients (haproxy_l7_http_reuse: never), so a request
+# meets no other client's dead connection: at most 3 retries in 160 deaths on the lab, 0 lost.
+# With shared connections and the former 3 retries, 3 requests in 25 deaths were closed
+# unanswered once every retry was spent. The bound is the target, 0, for both client kinds.
+# The race is rare, so a regression fails this test only in about one run in eight; the
+# benchmark repeats the deaths.
 
 
 def _assert_no_loss(sums: dict, name: str, timings: dict) -> None:
