@@ -157,3 +157,13 @@ def test_a_missing_node_address_is_named(tmp_path):
     rc, _, out = _render(tmp_path, inventory)
     assert rc != 0
     assert "load balancer 'hap2' has no lay7_node_address" in out, out
+
+
+def test_the_example_inventory_of_the_readme(tmp_path):
+    rc, shown, out = _render(tmp_path, ROOT / "inventory" / "example")
+    assert rc == 0, out
+    assert shown["web3"]["apache_web_trusted_proxies"] == ["10.20.0.21", "10.20.0.22"]
+    assert (int(shown["lb1"]["keepalived_vip_priority"]), shown["lb1"]["keepalived_vip_unicast_peers"]) == (254, ["10.20.0.22"])
+    assert shown["lb2"]["keepalived_vip_peer_priorities"] == [254]
+    assert shown["lb2"]["haproxy_l7_frontend_address"] == "10.20.0.100"
+    assert shown["lb1"]["haproxy_l7_stats_address"] == "10.20.0.21"
