@@ -15,7 +15,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps collection lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
+.PHONY: help venv deps collection role-docs lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
@@ -44,6 +44,10 @@ collection:
 lint: venv collection
 	yamllint -s .
 	ansible-lint --offline
+
+# The role READMEs' variable tables, from meta/argument_specs.yml (a unit test checks them).
+role-docs: venv
+	$(BIN)/python tools/role_tables.py
 
 unit: venv collection
 	pytest -q tests/unit

@@ -5,6 +5,7 @@ people). These tests keep the three in step, for every role in roles/."""
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,15 @@ def test_readme_mentions_every_variable(role: Path):
     text = readme.read_text(encoding="utf-8")
     missing = [k for k in _spec_options(role) if not re.search(rf"\b{re.escape(k)}\b", text)]
     assert not missing, f"{role.name}: README.md does not mention {missing}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_readme_variable_table_is_generated_from_argument_specs(role: Path):
+    """The README's table is what tools/role_tables.py writes (`make role-docs` updates it)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import role_tables
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    readme = (role / "README.md").read_text(encoding="utf-8")
+    assert readme == role_tables.render(role), f"{role.name}: README variable table is out of date; run `make role-docs`"
