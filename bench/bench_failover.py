@@ -161,8 +161,7 @@ _ROUTE_TOGGLE = {"n": 0}
 def _deploy_routes(lab: Lab, holder: str) -> None:
     """A real site.yml run that changes the route table (adds /c, then removes it again)."""
     _ROUTE_TOGGLE["n"] += 1
-    routes = [{"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
-              {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"}]
+    routes = site.seed_routes()
     if _ROUTE_TOGGLE["n"] % 2:
         routes.append({"name": "c", "path": "/c", "match": "prefix", "backend": "b_pool"})
     run_site({"haproxy_l7_routes": routes}, tags="haproxy_l7", limit="loadbalancers")

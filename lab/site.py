@@ -13,7 +13,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def seed_routes() -> list[dict]:
+    """The lab inventory's route table (haproxy_l7_routes of its load balancers), for tests
+    that deploy a changed table and then the inventory's again."""
+    group_vars = ROOT / "inventory" / "lab" / "group_vars" / "loadbalancers.yml"
+    return yaml.safe_load(group_vars.read_text(encoding="utf-8"))["haproxy_l7_routes"]
 
 
 def run_site(inventory: str | Path, extra: dict, tags: str | None = None, limit: str | None = None,

@@ -19,23 +19,20 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from seed_tables import SEED_ROUTES  # the lab inventory's route table (tests/unit/plugins/filter)
 
 REPO = Path(__file__).resolve().parents[2]
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 
 pytestmark = pytest.mark.skipif(not Path(HAPROXY).exists(), reason="haproxy binary not installed (make deps)")
 
-# The seed route table (issue 2 / inventory/lab): /a -> web2, /b -> web3, rest -> web1,
-# each pool falling back to another one.
+# The seed backends with the lab's addresses: /a -> web2, /b -> web3, rest -> web1, each pool
+# falling back to another one.
 SEED_BACKENDS = {
     "main": {"servers": [{"name": "web1", "address": "192.168.56.11", "port": 80}], "fallback": "a_pool"},
     "a_pool": {"servers": [{"name": "web2", "address": "192.168.56.12", "port": 80}], "fallback": "main"},
     "b_pool": {"servers": [{"name": "web3", "address": "192.168.56.13", "port": 80}], "fallback": "main"},
 }
-SEED_ROUTES = [
-    {"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
-    {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"},
-]
 # A pool of several servers, as the persistence checks on the lab use.
 MULTI_POOL = {
     "servers": [

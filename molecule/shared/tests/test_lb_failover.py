@@ -21,6 +21,7 @@ import pytest
 
 from conftest import holder_and_other, journal, run_site, vip_holders, wait_for
 from lab.probe import Probe
+from lab.site import seed_routes
 from lab.vrrp import VRRP_MULTICAST, sender_argv
 
 FAILOVER_BOUND = 30.0   # waiting for a state, not a measured time
@@ -183,9 +184,7 @@ def test_twenty_reloads_lose_no_request(faults, inventory, lab, nodes, timings):
 def route_c_deployed(faults, steady):
     """The inventory's routes plus /c -> b_pool, deployed the real way; the finalizer deploys the
     inventory's table again (requests `faults` first, so this runs before the steady-state wait)."""
-    routes = [{"name": "a", "path": "/a", "match": "prefix", "backend": "a_pool"},
-              {"name": "b", "path": "/b", "match": "prefix", "backend": "b_pool"},
-              {"name": "c", "path": "/c", "match": "prefix", "backend": "b_pool"}]
+    routes = seed_routes() + [{"name": "c", "path": "/c", "match": "prefix", "backend": "b_pool"}]
     yield lambda: run_site({"haproxy_l7_routes": routes}, tags="haproxy_l7", limit="loadbalancers")
     restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
     assert restored.returncode == 0, f"restoring the inventory's route table failed:\n{restored.stdout[-3000:]}"
