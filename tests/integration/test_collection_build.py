@@ -77,18 +77,31 @@ def installed(tmp_path_factory) -> dict:
     return {"tarball": tarballs[0], "collections": coll, "env": env, "cwd": tmp}
 
 
-def test_tarball_ships_plugins_and_docs_but_no_dev_files(installed):
+# What a Galaxy user runs and reads, and what stays in the repository (galaxy.yml build_ignore).
+SHIPPED = {"MANIFEST.json", "FILES.json", "LICENSE", "README.md", "meta/runtime.yml",
+           "plugins/filter/route_compile.py", "plugins/plugin_utils/_routes.py", "playbooks/site.yml",
+           "playbooks/vars/topology.yml", "inventory/example/hosts.yml", "docs/routing.md", "docs/failover.md",
+           "changelogs/changelog.yaml"}
+REPOSITORY_ONLY_DIRS = {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git", "tests", "molecule",
+                        "tools", "vagrant"}
+REPOSITORY_ONLY_FILES = {"site.yml", "ansible.cfg", "Makefile", "requirements.txt", "Vagrantfile", ".yamllint",
+                         ".ansible-lint", "docs/lab.md", "docs/vagrant.md", "docs/development.md"}
+
+
+def test_tarball_ships_what_a_user_runs_and_nothing_else(installed):
     with tarfile.open(installed["tarball"]) as tar:
-        names = set(tar.getnames())
-    assert {"MANIFEST.json", "FILES.json", "plugins/filter/route_compile.py", "plugins/plugin_utils/_routes.py"} <= names
+        names = {n.rstrip("/") for n in tar.getnames()}
+    assert SHIPPED <= names, f"missing from the tarball: {sorted(SHIPPED - names)}"
+    assert any(n.startswith("roles/haproxy_l7/templates/") for n in names)
     leaked = sorted(
         n
         for n in names
-        if n.split("/")[0] in {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git"}
-        or n.startswith("tests/output")
+        if n.split("/")[0] in REPOSITORY_ONLY_DIRS
+        or n in REPOSITORY_ONLY_FILES
+        or n.startswith("inventory/lab")
         or "__pycache__" in n
     )
-    assert not leaked, f"development files in the tarball: {leaked}"
+    assert not leaked, f"repository-only files in the tarball: {leaked}"
 
 
 def test_installed_copy_is_complete(installed):
