@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import EXPECTED_ROUTES, HttpClient, wait_for
+from conftest import EXPECTED_ROUTES, PROBE_INTERVAL, HttpClient, wait_for
 from lab.probe import Probe
 
 APACHE = "apache2"
@@ -75,7 +75,7 @@ STUCK_BOUND = 8.0
 
 
 def _probe_a(inventory, fault, settle: float):
-    probe = Probe(inventory.vip, 80, "/a/", timeout=CLIENT_TIMEOUT, max_duration=120).start()
+    probe = Probe(inventory.vip, 80, "/a/", interval=PROBE_INTERVAL, timeout=CLIENT_TIMEOUT, max_duration=120).start()
     try:
         time.sleep(1.0)
         fault()

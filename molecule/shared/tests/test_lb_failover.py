@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import holder_and_other, journal, run_site, vip_holders, wait_for
+from conftest import PROBE_INTERVAL, holder_and_other, journal, run_site, vip_holders, wait_for
 from lab.probe import Probe
 from lab.site import seed_routes
 from lab.vrrp import VRRP_MULTICAST, sender_argv
@@ -40,7 +40,7 @@ def probing(inventory, path: str = "/", timeout: float = 1.0, settle: float = 3.
     """Run the probe around the block, then `settle` seconds more; yields a dict that holds
     the result once the block is done."""
     out: dict = {}
-    probe = Probe(inventory.vip, 80, path, timeout=timeout, max_duration=180).start()
+    probe = Probe(inventory.vip, 80, path, interval=PROBE_INTERVAL, timeout=timeout, max_duration=180).start()
     try:
         time.sleep(1.0)
         probe.mark("fault")
