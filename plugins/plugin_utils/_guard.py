@@ -152,7 +152,7 @@ def check_hostname(value: Any, rule: dict) -> str:
         raise InputError("must be a host name without a port")
     is_ip = ":" in text or "%" in text or bool(re.fullmatch(r"[0-9.]+", text))
     if is_ip:
-        _ip_fit(parse_ip(text), {"loopback": "allow"})
+        ip_fit(parse_ip(text), {"loopback": "allow"})
     if is_ip and not rule.get("allow_ip", True):
         raise InputError("must be a host name, not an IP address")
     if not is_ip:
@@ -293,8 +293,17 @@ def parse_ip(text: str, version: int | None = None):
     return address
 
 
-def _ip_fit(address, rule: dict) -> None:
-    if address.version == 6 and not address.is_unspecified and not address.is_loopback and any(address in n for n in _IPV4_IN_IPV6):
+# Deprecated IPv4-compatible IPv6 addresses (::a.b.c.d). Only single addresses are checked
+# against it: networks such as ::1/128 overlap it legitimately.
+_V4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def ip_fit(address, rule: dict) -> None:
+    """Whether one parsed address can be a destination here; raises InputError saying why not.
+    The one address check of the collection: the input guard and the route compiler (server
+    addresses) both use it. rule: loopback (refuse | require | allow), link_local (bool)."""
+    if (address.version == 6 and not address.is_unspecified and not address.is_loopback
+            and (any(address in n for n in _IPV4_IN_IPV6) or address in _V4_COMPATIBLE)):
         raise InputError("is an IPv6 form of an IPv4 address (mapped, NAT64, 6to4 or compatible); write the IPv4 address itself")
     if address.is_unspecified:
         raise InputError("is the unspecified (wildcard) address, which means 'any address' or 'this host' here")
@@ -318,7 +327,7 @@ def _ip_fit(address, rule: dict) -> None:
 def check_ip(value: Any, rule: dict):
     text = _string(value, max_length=64)
     address = parse_ip(text, rule.get("version"))
-    _ip_fit(address, rule)
+    ip_fit(address, rule)
     return address
 
 
@@ -510,7 +519,7 @@ def check_log_target(value: Any, rule: dict) -> str:
         except InputError:
             raise InputError("has a port that is not 1-65535") from None
     address = parse_ip(host)
-    _ip_fit(address, {"loopback": "allow"})
+    ip_fit(address, {"loopback": "allow"})
     return text
 
 

@@ -40,6 +40,7 @@ import re
 from dataclasses import dataclass
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.lay7.ha.plugins.plugin_utils import _guard
 from ansible_collections.lay7.ha.plugins.plugin_utils._route_regex import RegexRejected, check_regex
 
 DEFAULT_MAP_DIR = "/etc/haproxy/maps"
@@ -176,10 +177,6 @@ def _as_name(where: str, field: str, value) -> str:
     return str(value)
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_V4_COMPAT = ipaddress.ip_network("::/96")
-
-
 def _server_address(where: str, value) -> str:
     """A server address: an IPv4/IPv6 literal (parsed by ``ipaddress``, never matched by a
     pattern) or an RFC 1123 host name, without a port. Returns the address as HAProxy gets it."""
@@ -196,22 +193,11 @@ def _server_address(where: str, value) -> str:
     if ip is not None:
         if "%" in value:
             _fail(f"{where}: {field} has an IPv6 zone index ('%'); HAProxy cannot use it in a server address")
-        if ip.is_unspecified:
-            _fail(
-                f"{where}: {field} is the unspecified (wildcard) address; HAProxy would connect to "
-                "the client's original destination, itself or the VIP"
-            )
-        if ip.version == 6 and not ip.is_loopback and (ip.ipv4_mapped or ip.sixtofour or ip in _NAT64 or ip in _V4_COMPAT):
-            _fail(f"{where}: {field} is an IPv6 form of an IPv4 address; write the IPv4 address itself")
-        if ip.is_multicast:
-            _fail(f"{where}: {field} is a multicast address, not a server")
-        if ip.is_link_local:
-            _fail(f"{where}: {field} is a link-local address, unusable without an interface (zone) HAProxy cannot take")
-        if ip.version == 4 and ip in ipaddress.ip_network("0.0.0.0/8"):
-            _fail(f"{where}: {field} is in 0.0.0.0/8 ('this network'), which is not a destination")
-        if ip.version == 4 and ip.is_reserved:
-            what = "the broadcast address" if int(ip) == 0xFFFFFFFF else "in the reserved range 240.0.0.0/4"
-            _fail(f"{where}: {field} is {what}, not a server")
+        try:
+            # Loopback servers are fine (a local service); link-local ones need a zone HAProxy cannot take.
+            _guard.ip_fit(ip, {"loopback": "allow", "link_local": False})
+        except _guard.InputError as exc:
+            _fail(f"{where}: {field} {exc}")
         return str(ip)
     if value.startswith("[") or value.endswith("]"):
         _fail(f"{where}: {field} must be a bare IPv6 address without brackets (the port goes in 'port')")

@@ -86,10 +86,11 @@ def refused(role: str, **changes) -> list:
 
 @pytest.mark.parametrize("role", sorted(SET))
 def test_every_public_variable_has_a_rule(role):
-    defaults = set(_load(ROOT / "roles" / role / "defaults" / "main.yml"))
+    # Every input of argument_specs, required ones (which have no default) included.
+    public = set(_load(ROOT / "roles" / role / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"])
     rules = set(_load(ROOT / "roles" / role / "vars" / "main.yml")[f"__{role}_input_rules"])
-    assert defaults - rules == set(), f"{role}: variables without an input rule"
-    assert rules - defaults == set(), f"{role}: rules for variables that do not exist"
+    assert public - rules == set(), f"{role}: variables without an input rule"
+    assert rules - public == set(), f"{role}: rules for variables that do not exist"
 
 
 @pytest.mark.parametrize("role", sorted(SET))
@@ -121,8 +122,8 @@ BAD = [
     ("haproxy_l7", "haproxy_l7_stats_user", "lay7 stats", "refused characters"),
     ("haproxy_l7", "haproxy_l7_health_check_path", "/healthz\n", "control character"),
     ("haproxy_l7", "haproxy_l7_local_peer_name", "hap1\n", "control character"),
-    ("haproxy_l7", "haproxy_l7_package_name", "haproxy\n", "control character"),
-    ("haproxy_l7", "haproxy_l7_tool_packages", ["socat; rm -rf /"], "Debian package"),
+    ("haproxy_l7", "haproxy_l7_packages", ["haproxy\n"], "control character"),
+    ("haproxy_l7", "haproxy_l7_packages", ["haproxy", "socat; rm -rf /"], "Debian package"),
     ("haproxy_l7", "haproxy_l7_frontend_name", "lay7 http", "refused characters"),
     ("haproxy_l7", "haproxy_l7_frontend_name", "", "must not be empty"),
     ("haproxy_l7", "haproxy_l7_frontend_name", " lay7", "white space"),
@@ -140,6 +141,8 @@ BAD = [
     # --- addresses, parsed ---
     ("haproxy_l7", "haproxy_l7_frontend_address", "0.0.0.0", "unspecified"),
     ("haproxy_l7", "haproxy_l7_frontend_address", "::", "unspecified"),
+    # The same check as the route compiler's server addresses: deprecated IPv4-compatible IPv6.
+    ("haproxy_l7", "haproxy_l7_frontend_address", "::c000:264", "IPv6 form of an IPv4 address"),
     ("haproxy_l7", "haproxy_l7_frontend_address", "*", "not an IP address"),
     ("haproxy_l7", "haproxy_l7_frontend_address", "192.168.56.100 ", "white space"),
     ("haproxy_l7", "haproxy_l7_frontend_address", "224.0.0.18", "multicast"),
