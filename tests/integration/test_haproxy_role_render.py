@@ -73,7 +73,7 @@ def base_vars(tmp: Path) -> dict:
         "haproxy_l7_map_dir": str(tmp / "maps"),
         "haproxy_l7_errors_dir": str(tmp / "errors"),
         "haproxy_l7_path_parents": [str(tmp)],
-        "haproxy_l7_manage_service": False,
+        "haproxy_l7_service_managed": False,
     }
 
 

@@ -35,10 +35,23 @@ def test_roles_are_found():
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_defaults_and_argument_specs_have_the_same_keys(role: Path):
+    """Every optional input has its default in defaults/main.yml; required ones have none."""
     defaults = set(_defaults(role))
-    options = set(_spec_options(role))
-    assert not defaults - options, f"{role.name}: in defaults/main.yml but not in argument_specs: {sorted(defaults - options)}"
+    options = {name for name, opt in _spec_options(role).items() if not opt.get("required")}
+    assert not defaults - options, f"{role.name}: in defaults/main.yml but not an optional input of argument_specs: {sorted(defaults - options)}"
     assert not options - defaults, f"{role.name}: in argument_specs but not in defaults/main.yml: {sorted(options - defaults)}"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_required_inputs_have_no_default(role: Path):
+    """One convention: a required input is `required: true` with no default anywhere, so
+    ansible-doc shows it as required and a run missing several names them all at once."""
+    for name, opt in _spec_options(role).items():
+        if opt.get("required"):
+            assert "default" not in opt, f"{role.name}: {name} is required but has a default in argument_specs"
+            assert name not in _defaults(role), f"{role.name}: {name} is required but has a default in defaults/main.yml"
+        text = " ".join(opt.get("description") if isinstance(opt.get("description"), list) else [str(opt.get("description", ""))])
+        assert not text.startswith("Required"), f"{role.name}: {name} says 'Required' in prose; use required: true"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)

@@ -42,7 +42,8 @@ INTERFACE = "eth1"
 # The seed topology's routing contract: path -> host that must serve it (one copy, shared
 # with the demo and a unit test that checks it against the inventory's route table).
 EXPECTED_ROUTES = yaml.safe_load((ROOT / "molecule" / "shared" / "seed_contract.yml").read_text())["routes"]
-PAGE_TEXT = "Hi sir, I am going to serve you today!"
+# The page the lab inventory's web servers serve.
+PAGE_TEXT = yaml.safe_load((ROOT / "inventory" / "lab" / "group_vars" / "webservers.yml").read_text())["apache_web_page_text"]
 SERVED_BY = "X-Served-By"
 STEADY_TIMEOUT = 120.0
 # The open-loop probe's schedule: one request every PROBE_INTERVAL per client kind (new
