@@ -170,7 +170,7 @@ def realistic_mix(n: int) -> tuple:
 
 
 def issue_mix(n: int) -> tuple:
-    """n routes of issue 10's "any mix" (30% methods, 10% regex, 40% exact host, 5% wildcard
+    """n routes of the "any mix" (30% methods, 10% regex, 40% exact host, 5% wildcard
     host), as the unit tests build it, over the benchmark's backends."""
     backends = table(0)[1]
     return _seed_tables().issue_mix_routes(n, sorted(b for b in backends if b != "main")), backends

@@ -1,4 +1,4 @@
-"""Session persistence through the VIP, also across a VIP move (issue 4, item 7).
+"""Session persistence through the VIP, also across a VIP move.
 
 The seed inventory has no multi-server pool with persistence, so this module
 re-deploys the load balancers (site.yml, --limit loadbalancers) with two extra pools

@@ -1,6 +1,6 @@
 """lay7.ha.haproxy_l7 on the load balancers: stats, Prometheus, runtime API, hitless reloads.
 
-Issue 4, item 4: the stats page answers 401 without credentials and 200 with them, lists
+The stats page answers 401 without credentials and 200 with them, lists
 web1-web3 UP, is not served on the VIP; the Prometheus endpoint answers. Also checked here:
 the VIP is bound on both nodes (ip_nonlocal_bind), the runtime API socket, logging to the
 journal, and that a reload under traffic drops no request and keeps the master process.

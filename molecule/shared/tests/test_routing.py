@@ -1,4 +1,4 @@
-"""Issue 4, item 1: the seed's routing through the VIP, observed by the X-Served-By header."""
+"""The seed's routing through the VIP, observed by the X-Served-By header."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Issue 4, items 2 and 3: direct access cut by the firewall; real client address in
+"""Direct access cut by the firewall; real client address in
 the access log even with a forged X-Forwarded-For; health checks never logged."""
 
 import time

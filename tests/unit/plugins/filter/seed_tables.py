@@ -56,7 +56,7 @@ REGEX_REQUESTS = [
 ]  # fmt: skip
 
 
-# Large tables of issue 10's compile-time target. The unit tests bound their compile time
+# Large tables of the compile-time target (10,000 routes of any mix). The unit tests bound their compile time
 # loosely and bench/bench_routes.py records it, so both build exactly these routes.
 def realistic_mix_routes(n: int, backends: list) -> list:
     """n routes over ``backends``: 40% with an exact host (prefix and exact), 10% with methods,
@@ -84,7 +84,7 @@ def realistic_mix_routes(n: int, backends: list) -> list:
 
 
 def issue_mix_routes(n: int, backends: list) -> list:
-    """n routes of issue 10's "any mix" over ``backends``: 30% with methods (half with an exact
+    """n routes of the "any mix" over ``backends``: 30% with methods (half with an exact
     host), 10% regex, 40% with an exact host, 5% with a wildcard host, the rest exact and prefix
     paths."""
     routes = []

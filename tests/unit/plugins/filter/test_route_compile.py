@@ -1610,7 +1610,7 @@ def issue_mix(n: int) -> tuple:
 
 
 def test_ten_thousand_routes_of_any_mix_compile_quickly_into_maps():
-    """Issue 10: 10,000 routes of any mix (30% methods, 10% regex, 40% exact host, 5% wildcard
+    """The compile-time target: 10,000 routes of any mix (30% methods, 10% regex, 40% exact host, 5% wildcard
     host) compile in under a second (measured about 0.3 s by bench/bench_routes.py; 5 s here so
     a loaded CI does not flake); only the 500 wildcard-host routes stay rules."""
     import time
