@@ -102,3 +102,16 @@ def test_readme_variable_table_is_generated_from_argument_specs(role: Path):
         sys.path.remove(str(ROOT / "tools"))
     readme = (role / "README.md").read_text(encoding="utf-8")
     assert readme == role_tables.render(role), f"{role.name}: README variable table is out of date; run `make role-docs`"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
+def test_choice_rules_offer_the_argument_specs_choices(role: Path):
+    """A choice is listed in argument_specs (for ansible-doc and validate_argument_spec) and in the
+    input-guard rule (for the typed check); the two lists must be the same."""
+    rules = _load(role / "vars" / "main.yml").get(f"__{role.name}_input_rules", {})
+    for name, opt in _spec_options(role).items():
+        rule = rules.get(name) or {}
+        spec_choices = {str(c) for c in opt.get("choices") or []}
+        rule_choices = {str(c) for c in rule.get("choices") or []} if rule.get("kind") == "choice" else set()
+        assert spec_choices == rule_choices or not (spec_choices or rule_choices), \
+            f"{role.name}: {name} choices differ: argument_specs {sorted(spec_choices)}, input rule {sorted(rule_choices)}"
