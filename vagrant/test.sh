@@ -7,7 +7,7 @@
 # local community.vagrant -> topology check -> take /run/lay7-lab.lock (the nspawn lab
 # uses 192.168.56.0/24 too) -> private bridge -> molecule test -> clean up -> check routes.
 #
-# Environment: LAY7_VAGRANT_TIMEOUT (minutes for `molecule test`, default 55),
+# Environment: LAY7_VAGRANT_TIMEOUT (minutes for `molecule test`, default 130: docs/vagrant.md, run 6),
 # LAY7_VAGRANT_DEADLINE (optional wall-clock time, e.g. 15:00: the run is cut shorter so
 # that it ends by then, cleanup included), LAY7_LOCK_WAIT (seconds to wait for the lab
 # lock, default 1200).
@@ -17,7 +17,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 PKGS="vagrant vagrant-libvirt libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base"
 LOCK=/run/lay7-lab.lock
-TIMEOUT_MIN=${LAY7_VAGRANT_TIMEOUT:-55}
+TIMEOUT_MIN=${LAY7_VAGRANT_TIMEOUT:-130}
 export LAY7_VAGRANT_CACHE=${LAY7_VAGRANT_CACHE:-/var/cache/lay7-vagrant}
 export VAGRANT_HOME=${VAGRANT_HOME:-$LAY7_VAGRANT_CACHE/vagrant.d}
 T0=$SECONDS
