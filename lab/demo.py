@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from . import observe
 from .core import Lab
 from .errors import LabError
+from .site import seed_contract
 
 ROOT = Path(__file__).resolve().parents[1]
 INVENTORY = ROOT / "inventory" / "lab"
@@ -26,7 +25,7 @@ SECRET = INVENTORY / ".secrets" / "stats_password"
 
 # The seed's routing contract: path -> the web server that must answer it (the same file
 # the Molecule verifier checks).
-SEED_ROUTES = list(yaml.safe_load((ROOT / "molecule" / "shared" / "seed_contract.yml").read_text())["routes"].items())
+SEED_ROUTES = list(seed_contract().items())
 FAILOVER_BOUND = 30.0
 
 

@@ -18,6 +18,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def seed_contract() -> dict[str, str]:
+    """The seed topology's routing contract (molecule/shared/seed_contract.yml): request path ->
+    the web server that must answer it, read by the verifier and the demo."""
+    contract = ROOT / "molecule" / "shared" / "seed_contract.yml"
+    return yaml.safe_load(contract.read_text(encoding="utf-8"))["routes"]
+
+
 def seed_routes() -> list[dict]:
     """The lab inventory's route table (haproxy_l7_routes of its load balancers), for tests
     that deploy a changed table and then the inventory's again."""

@@ -41,7 +41,7 @@ from lab import observe, site  # noqa: E402  (the repository root is on sys.path
 INTERFACE = "eth1"
 # The seed topology's routing contract: path -> host that must serve it (one copy, shared
 # with the demo and a unit test that checks it against the inventory's route table).
-EXPECTED_ROUTES = yaml.safe_load((ROOT / "molecule" / "shared" / "seed_contract.yml").read_text())["routes"]
+EXPECTED_ROUTES = site.seed_contract()
 # The page the lab inventory's web servers serve.
 PAGE_TEXT = yaml.safe_load((ROOT / "inventory" / "lab" / "group_vars" / "webservers.yml").read_text())["apache_web_page_text"]
 SERVED_BY = "X-Served-By"
