@@ -26,7 +26,7 @@ description:
     keepalived_vip preflight can refuse a clash.
   - The rollout rank orders all load balancers by ascending priority (host order among equal
     ones), as a zero-padded string that sorts as text (the site playbook deploys backups first).
-  - Errors (a missing or malformed address, a priority or router id that is not an integer,
+  - Errors (a missing or malformed address, a priority or router id that is not an integer in its range,
     a host missing from C(hostvars)) name the host and the variable.
 positional: hostvars
 options:
@@ -116,13 +116,15 @@ def _read(host: str, variables: Mapping) -> dict:
     node = {"address": address, "vip": "", "priority": None, "router_id": None}
     if variables.get("keepalived_vip_address") not in (None, ""):
         node["vip"] = str(variables["keepalived_vip_address"])
-    for name, key in (("keepalived_vip_priority", "priority"), ("keepalived_vip_router_id", "router_id")):
+    # The ranges the keepalived_vip role accepts (1-254: 255 is the address owner's priority).
+    for name, key, rule in (("keepalived_vip_priority", "priority", {"min": 1, "max": 254}),
+                            ("keepalived_vip_router_id", "router_id", {"min": 1, "max": 255})):
         if variables.get(name) in (None, ""):
             continue
-        value = variables[name]
-        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
-            raise _fail(host, name, value, "is not an integer")
-        node[key] = int(value)
+        try:
+            node[key] = _guard.check_int(variables[name], rule)
+        except _guard.InputError as exc:
+            raise _fail(host, name, variables[name], str(exc)) from None
     return node
 
 

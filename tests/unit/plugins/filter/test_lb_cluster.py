@@ -123,10 +123,25 @@ def test_two_hosts_with_one_address_are_refused():
 
 
 @pytest.mark.parametrize("name", ["keepalived_vip_priority", "keepalived_vip_router_id"])
-@pytest.mark.parametrize("value", ["high", 1.5, True, ["1"], "1 0"])
+@pytest.mark.parametrize("value", ["high", 1.5, True, ["1"], "1 0", " 7", "7\n", "-1", 0])
 def test_non_integers_are_refused(name, value):
-    with pytest.raises(AnsibleFilterError, match=rf"'hap1': {name} = .* is not an integer"):
+    with pytest.raises(AnsibleFilterError, match=rf"'hap1': {name} = .* must be an integer 1-25[45]"):
         lb_cluster(["hap1", "hap2"], _lab(hap1={name: value}))
+
+
+@pytest.mark.parametrize(("name", "value", "ok"), [
+    ("keepalived_vip_priority", 254, True), ("keepalived_vip_priority", "1", True),
+    ("keepalived_vip_priority", 255, False), ("keepalived_vip_router_id", 255, True),
+    ("keepalived_vip_router_id", "256", False),
+])
+def test_integer_ranges_are_the_roles(name, value, ok):
+    variables = _lab(hap1={name: value})
+    if ok:
+        node = lb_cluster(["hap1", "hap2"], variables)["nodes"]["hap1"]
+        assert node["priority"] == (int(value) if name == "keepalived_vip_priority" else 254)
+    else:
+        with pytest.raises(AnsibleFilterError, match=rf"'hap1': {name} = .* must be an integer 1-25[45]"):
+            lb_cluster(["hap1", "hap2"], variables)
 
 
 @pytest.mark.parametrize(("hosts", "hostvars", "message"), [
