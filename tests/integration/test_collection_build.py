@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,23 @@ def test_tarball_ships_what_a_user_runs_and_nothing_else(installed):
         or "__pycache__" in n
     )
     assert not leaked, f"repository-only files in the tarball: {leaked}"
+
+
+# A Markdown link target: [text](target) or [text](target#anchor), up to the anchor.
+MD_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)\s]*)?\)")
+
+
+def test_shipped_docs_link_only_to_shipped_files(installed):
+    """Galaxy publishes the README and docs from the tarball: a relative link to a file the
+    build leaves out (the lab and development docs) would be dead there."""
+    root = installed["collections"] / "ansible_collections" / "lay7" / "ha"
+    documents = sorted(root.rglob("*.md"))
+    assert root / "README.md" in documents
+    dead = [f"{doc.relative_to(root)} -> {target}"
+            for doc in documents
+            for target in MD_LINK.findall(doc.read_text())
+            if not re.match(r"[a-z][a-z0-9+.-]*:", target) and not (doc.parent / target).exists()]
+    assert not dead, f"links to files the tarball does not hold: {dead}"
 
 
 def test_installed_copy_is_complete(installed):
