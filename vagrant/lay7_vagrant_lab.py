@@ -2,12 +2,14 @@
 
 The shared verification (molecule/shared/tests) powers hosts off and on, pulls their
 cable and reads their state. On the nspawn lab that is `lab.Lab`; on Vagrant it is this
-class, selected by LAY7_SUBSTRATE=vagrant. Same methods, same meaning:
+class, selected by LAY7_SUBSTRATE=vagrant. Both implement lab.substrate.Substrate (a unit
+test, tests/lab/test_substrate.py, compares their signatures). Same methods, same meaning:
 
     is_up()                       Molecule has instances and at least one VM exists
     is_running(name)              the VM is powered on
     kill(name)                    power off (no shutdown: like pulling the plug); disk kept
     boot(name, wait=True)         power on; wait until SSH answers
+    wait_ssh(name, timeout)       block until SSH answers; the seconds it took
     cut(name) / heal(name)        the private-network NIC (eth1) loses / regains its link
     exec(name, argv, ...)         run argv as root over SSH on the management network
                                   (works while eth1 is cut) -> subprocess.CompletedProcess
