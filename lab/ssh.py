@@ -1,5 +1,5 @@
-"""SSH to the hosts from the control node: the lab key, the options, running a command, and
-whether a port answers."""
+"""SSH to the hosts from the control node: the lab key, the options (the batch ones shared with
+the Vagrant substrate), running a command, and whether a port answers."""
 
 from __future__ import annotations
 
@@ -14,16 +14,22 @@ from .topology import Host, Topology
 SSH_TIMEOUT = 90        # seconds a host has to answer SSH after boot
 
 
-def ssh_options(topo: Topology, connect_timeout: int = 3) -> list[str]:
+def batch_options(identity_file: str, known_hosts: str | Path | None, connect_timeout: int) -> list[str]:
+    """Non-interactive key-only login, for the lab and the Vagrant VMs alike. known_hosts None:
+    host keys are not checked (a Vagrant VM makes its keys at first boot; no file knows them)."""
     return [
-        "-i", str(topo.key_path),
+        "-i", identity_file,
         "-o", "IdentitiesOnly=yes",
         "-o", "BatchMode=yes",
-        "-o", f"UserKnownHostsFile={topo.known_hosts}",
-        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={'/dev/null' if known_hosts is None else known_hosts}",
+        "-o", f"StrictHostKeyChecking={'no' if known_hosts is None else 'yes'}",
         "-o", f"ConnectTimeout={connect_timeout}",
         "-o", "LogLevel=ERROR",
     ]
+
+
+def ssh_options(topo: Topology, connect_timeout: int = 3) -> list[str]:
+    return batch_options(str(topo.key_path), topo.known_hosts, connect_timeout)
 
 
 def ssh_argv(topo: Topology, host: Host, command: list[str] | str, connect_timeout: int = 3) -> list[str]:

@@ -29,11 +29,18 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lab.ssh import batch_options  # noqa: E402  (the repository root is on sys.path only from here)
 
 SSH_TIMEOUT = 300.0  # software-emulated VMs boot in 60-90 s on the test machine
 PROVIDERS = ("libvirt", "virtualbox")
@@ -182,10 +189,8 @@ class VagrantLab:
     # ------------------------------------------------------------------ commands
     def _ssh_argv(self, name: str) -> list[str]:
         inst = self.instance(name)
-        return ["ssh", "-p", str(inst.port), "-i", inst.identity_file, "-l", inst.user,
-                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+        return ["ssh", "-p", str(inst.port), "-l", inst.user, *batch_options(inst.identity_file, None, 5),
+                "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
                 # One connection per host, reused: each new SSH handshake costs seconds under emulation.
                 "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/lay7-vagrant-%C",
                 "-o", "ControlPersist=120", inst.address]

@@ -42,3 +42,26 @@ def test_substrate_offers_the_verb_with_the_protocols_signature(cls, verb):
 @pytest.mark.parametrize("cls", [Lab, VagrantLab], ids=lambda c: c.__name__)
 def test_an_instance_is_a_substrate(cls):
     assert isinstance(object.__new__(cls), Substrate)
+
+
+def _pairs(argv):
+    """ssh's options as (flag, value) pairs: their order does not matter to ssh (no option twice)."""
+    pairs = list(zip(argv[1:-1:2], argv[2:-1:2]))
+    keys = [v.split("=")[0] if f == "-o" else f for f, v in pairs]
+    assert len(keys) == len(set(keys)), f"an option given twice: {argv}"
+    return set(pairs)
+
+
+def test_vagrant_ssh_logs_in_with_the_shared_batch_options(tmp_path):
+    from lay7_vagrant_lab import Instance
+
+    lab = VagrantLab({"web1": Instance("web1", "192.168.121.11", 22, "vagrant", "/k/id")}, tmp_path,
+                     provider="libvirt", control_dir=Path("/c"))
+    argv = lab._ssh_argv("web1")
+    assert argv[0] == "ssh" and argv[-1] == "192.168.121.11"
+    assert _pairs(argv) == {
+        ("-p", "22"), ("-i", "/k/id"), ("-l", "vagrant"),
+        ("-o", "BatchMode=yes"), ("-o", "IdentitiesOnly=yes"), ("-o", "LogLevel=ERROR"),
+        ("-o", "StrictHostKeyChecking=no"), ("-o", "UserKnownHostsFile=/dev/null"), ("-o", "ConnectTimeout=5"),
+        ("-o", "ServerAliveInterval=2"), ("-o", "ServerAliveCountMax=3"), ("-o", "ControlMaster=auto"),
+        ("-o", "ControlPath=/c/lay7-vagrant-%C"), ("-o", "ControlPersist=120")}
