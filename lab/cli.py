@@ -7,8 +7,9 @@ import json
 import os
 import sys
 
-from .core import SSH_TIMEOUT, Lab
+from .core import Lab
 from .errors import LabError
+from .ssh import SSH_TIMEOUT, ssh_options
 from .topology import TopologyError
 
 
@@ -97,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "instances":
             print(json.dumps(lab.molecule_instances(), indent=2))
         elif args.cmd == "ssh-config":
-            from .commands import ssh_options
-
             print(" ".join(ssh_options(lab.topo)))
         return 0
     except (LabError, TopologyError) as exc:

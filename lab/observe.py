@@ -1,18 +1,20 @@
 """What the VRRP cluster looks like right now, read through a lab's `exec` (no network needed).
 
 Shared by the verify suite (molecule/shared/tests) and the failover benchmark, for the nspawn
-lab and the Vagrant VMs alike: both offer `is_running(name)` and `exec(name, argv, timeout=)`.
+lab and the Vagrant VMs alike: it uses `is_running` and `exec` of lab.substrate.Substrate.
 """
 
 from __future__ import annotations
 
 import json
 
+from .substrate import Substrate
+
 NOTIFY_TAG = "lay7-keepalived"   # the notify hook's syslog identifier (keepalived_vip_notify_log_tag)
 VRRP_TAG = "Keepalived_vrrp"     # keepalived's own VRRP process
 
 
-def vip_holders(lab, loadbalancers: list[str], vip: str, interface: str) -> list[str]:
+def vip_holders(lab: Substrate, loadbalancers: list[str], vip: str, interface: str) -> list[str]:
     """Load balancers whose `interface` holds the VIP (a VIP on lo during a release is not held)."""
     held = []
     for name in loadbalancers:
@@ -25,7 +27,7 @@ def vip_holders(lab, loadbalancers: list[str], vip: str, interface: str) -> list
     return held
 
 
-def vrrp_state(lab, name: str) -> str:
+def vrrp_state(lab: Substrate, name: str) -> str:
     """The VRRP state keepalived's VRRP process journaled last on a load balancer (MASTER, BACKUP,
     FAULT). Not the notify hook's lines: keepalived starts one hook process per transition without
     waiting, so when it re-initialises an instance (a reload that changes it) the FAULT and BACKUP
@@ -37,7 +39,7 @@ def vrrp_state(lab, name: str) -> str:
     return states[-1] if states else "UNKNOWN"
 
 
-def masters_since(lab, loadbalancers: list[str], since_epoch: float) -> int:
+def masters_since(lab: Substrate, loadbalancers: list[str], since_epoch: float) -> int:
     """Transitions to MASTER the notify hook journaled on the load balancers since a wall time:
     how often the VIP moved."""
     count = 0

@@ -2,12 +2,14 @@
 
 The shared verification (molecule/shared/tests) powers hosts off and on, pulls their
 cable and reads their state. On the nspawn lab that is `lab.Lab`; on Vagrant it is this
-class, selected by LAY7_SUBSTRATE=vagrant. Same methods, same meaning:
+class, selected by LAY7_SUBSTRATE=vagrant. Both implement lab.substrate.Substrate (a unit
+test, tests/lab/test_substrate.py, compares their signatures). Same methods, same meaning:
 
     is_up()                       Molecule has instances and at least one VM exists
     is_running(name)              the VM is powered on
     kill(name)                    power off (no shutdown: like pulling the plug); disk kept
     boot(name, wait=True)         power on; wait until SSH answers
+    wait_ssh(name, timeout)       block until SSH answers; the seconds it took
     cut(name) / heal(name)        the private-network NIC (eth1) loses / regains its link
     exec(name, argv, ...)         run argv as root over SSH on the management network
                                   (works while eth1 is cut) -> subprocess.CompletedProcess
@@ -27,11 +29,18 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from lab.ssh import batch_options  # noqa: E402  (the repository root is on sys.path only from here)
 
 SSH_TIMEOUT = 300.0  # software-emulated VMs boot in 60-90 s on the test machine
 PROVIDERS = ("libvirt", "virtualbox")
@@ -180,10 +189,8 @@ class VagrantLab:
     # ------------------------------------------------------------------ commands
     def _ssh_argv(self, name: str) -> list[str]:
         inst = self.instance(name)
-        return ["ssh", "-p", str(inst.port), "-i", inst.identity_file, "-l", inst.user,
-                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
-                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "ConnectTimeout=5", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
+        return ["ssh", "-p", str(inst.port), "-l", inst.user, *batch_options(inst.identity_file, None, 5),
+                "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=3",
                 # One connection per host, reused: each new SSH handshake costs seconds under emulation.
                 "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control_dir}/lay7-vagrant-%C",
                 "-o", "ControlPersist=120", inst.address]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from lab import commands as C
-from lab import image, topology
+from lab import image, machine, network, ssh, topology
+from lab.cgroups import cgroup_roots
 
 
 @pytest.fixture(scope="module")
@@ -15,19 +15,19 @@ def topo():
 
 def test_nspawn_boots_systemd_in_the_host_namespace(topo):
     h = topo.host("hap1")
-    argv = C.nspawn_argv(Path("/x/hap1/root"), h)
+    argv = machine.nspawn_argv(Path("/x/hap1/root"), h)
     assert argv[0] == "systemd-nspawn"
     assert argv[argv.index("-D") + 1] == "/x/hap1/root"
     assert argv[argv.index("-M") + 1] == "hap1"
     for flag in ("--register=no", "--keep-unit", "--boot", "--network-namespace-path=/run/netns/lay7-hap1",
                  "--capability=CAP_NET_ADMIN,CAP_NET_RAW"):
         assert flag in argv
-    assert C.NSPAWN_ENV == {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
+    assert machine.NSPAWN_ENV == {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 
 
 def test_host_network_is_set_before_boot(topo):
     h = topo.host("web2")
-    argvs = C.host_net_argvs(topo, h)
+    argvs = network.host_net_argvs(topo, h)
     assert argvs[0] == ["ip", "netns", "add", "lay7-web2"]
     joined = [" ".join(a) for a in argvs]
     assert "ip -n lay7-br link add lay7-web2 type veth peer name eth1 netns lay7-web2" in joined
@@ -38,30 +38,30 @@ def test_host_network_is_set_before_boot(topo):
 
 
 def test_control_node_gets_its_address_on_the_bridge(topo):
-    joined = [" ".join(a) for a in C.control_argvs(topo)]
+    joined = [" ".join(a) for a in network.control_argvs(topo)]
     assert "ip addr add 192.168.56.1/24 dev lay7-ctl" in joined
-    assert f"ip -n lay7-br link set {C.CONTROL_PORT} master br0 up" in joined
-    assert len(C.CONTROL_PORT) <= 15
+    assert f"ip -n lay7-br link set {network.CONTROL_PORT} master br0 up" in joined
+    assert len(network.CONTROL_PORT) <= 15
 
 
 def test_bridge_lives_in_its_own_namespace():
-    for argv in C.bridge_argvs()[1:]:
+    for argv in network.bridge_argvs()[1:]:
         assert argv[:3] == ["ip", "-n", "lay7-br"]
 
 
 def test_safety_route_is_unreachable_with_high_metric(topo):
-    assert C.safety_route_argv(topo) == ["ip", "route", "replace", "unreachable", "192.168.56.0/24",
-                                         "metric", str(C.SAFETY_METRIC)]
-    assert C.SAFETY_METRIC > 0
+    assert network.safety_route_argv(topo) == ["ip", "route", "replace", "unreachable", "192.168.56.0/24",
+                                         "metric", str(network.SAFETY_METRIC)]
+    assert network.SAFETY_METRIC > 0
 
 
 @pytest.mark.parametrize(("up", "state"), [(False, "down"), (True, "up")])
 def test_cut_and_heal_toggle_the_bridge_side(topo, up, state):
-    assert C.link_argv(topo.host("web3"), up) == ["ip", "-n", "lay7-br", "link", "set", "lay7-web3", state]
+    assert network.link_argv(topo.host("web3"), up) == ["ip", "-n", "lay7-br", "link", "set", "lay7-web3", state]
 
 
 def test_partition_drops_both_directions_between_the_pair_only(topo):
-    rules = C.partition_ruleset([(topo.host("hap1"), topo.host("hap2"))])
+    rules = network.partition_ruleset([(topo.host("hap1"), topo.host("hap2"))])
     assert "table bridge lay7_partition" in rules
     assert "hook forward" in rules
     assert 'iifname "lay7-hap1" oifname "lay7-hap2" drop' in rules
@@ -71,12 +71,12 @@ def test_partition_drops_both_directions_between_the_pair_only(topo):
 
 
 def test_partition_reset_is_safe_when_absent():
-    assert C.partition_reset_script().splitlines() == [
+    assert network.partition_reset_script().splitlines() == [
         "add table bridge lay7_partition", "delete table bridge lay7_partition"]
 
 
 def test_ssh_uses_lab_key_and_known_hosts(topo):
-    argv = C.ssh_argv(topo, topo.host("web1"), ["echo", "a b"])
+    argv = ssh.ssh_argv(topo, topo.host("web1"), ["echo", "a b"])
     assert argv[0] == "ssh"
     assert argv[argv.index("-i") + 1] == "/var/lib/lay7-lab/id_ed25519"
     assert "UserKnownHostsFile=/var/lib/lay7-lab/known_hosts" in argv
@@ -85,7 +85,7 @@ def test_ssh_uses_lab_key_and_known_hosts(topo):
 
 
 def test_nsenter_enters_the_host_namespaces():
-    argv = C.nsenter_argv(4242, ["hostname"])
+    argv = machine.nsenter_argv(4242, ["hostname"])
     assert argv[:3] == ["nsenter", "-t", "4242"]
     for ns in ("-m", "-u", "-i", "-n", "-p"):
         assert ns in argv
@@ -132,8 +132,6 @@ MOUNTINFO = """\
 
 
 def test_cgroup_roots_are_the_ones_systemd_writes():
-    from lab.core import cgroup_roots
-
     assert cgroup_roots(MOUNTINFO) == [Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup/systemd")]
     assert cgroup_roots("40 1 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n") == [
         Path("/sys/fs/cgroup")]

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from lab import Lab, LabError, cli, core, image
+from lab import Lab, LabError, cli, core, image, procfs, ssh
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -29,8 +29,8 @@ def test_missing_program(tmp_topology, monkeypatch):
 
 def test_missing_overlayfs(tmp_topology, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(core, "_read", lambda p: "nodev\tproc\n" if p == "/proc/filesystems" else None)
-    monkeypatch.setattr(core, "_run", lambda *a, **k: None)
+    monkeypatch.setattr(procfs, "read", lambda p: "nodev\tproc\n" if p == "/proc/filesystems" else None)
+    monkeypatch.setattr(core, "run", lambda *a, **k: None)
     with pytest.raises(LabError, match="kernel without overlayfs"):
         Lab(tmp_topology).preflight()
 
@@ -65,7 +65,7 @@ def test_ssh_timeout_shows_console_tail(tmp_topology, monkeypatch):
     tmp_topology.run_dir.mkdir(parents=True)
     lab.console_log("web1").write_text("booting\n[FAILED] Failed to start ssh.service\n")
     monkeypatch.setattr(Lab, "is_running", lambda self, name: True)
-    monkeypatch.setattr(Lab, "_port_open", staticmethod(lambda h, port, timeout=0.5: False))
+    monkeypatch.setattr(ssh, "port_open", lambda h, port, timeout=0.5: False)
     with pytest.raises(LabError, match=r"web1 \(192.168.56.11\) did not answer SSH within 1s") as err:
         lab.wait_ssh("web1", timeout=1)
     assert "Failed to start ssh.service" in str(err.value)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lab import Lab, LabError
-from lab import commands as C
+from lab import network
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")
 
@@ -89,7 +89,7 @@ def test_control_node_reaches_every_host(lab):
         assert tcp(h.address).startswith(b"SSH-2.0-"), h.name
     route = subprocess.run(["ip", "-j", "route", "get", str(lab.topo.host("web1").address)],
                            capture_output=True, text=True, check=True)
-    assert json.loads(route.stdout)[0]["dev"] == C.CONTROL_LINK
+    assert json.loads(route.stdout)[0]["dev"] == network.CONTROL_LINK
 
 
 def test_hosts_do_not_reach_the_outside(lab):

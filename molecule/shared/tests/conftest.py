@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lab import observe, site  # noqa: E402  (the repository root is on sys.path only from here)
+from lab.substrate import Substrate  # noqa: E402
 
 INTERFACE = "eth1"
 # The seed topology's routing contract: path -> host that must serve it (one copy, shared
@@ -208,9 +209,11 @@ def vip(inventory: Inventory) -> HttpClient:
 
 # --------------------------------------------------------------------------- lab and faults
 @pytest.fixture(scope="session")
-def lab():
+def lab() -> Substrate:
     """The substrate's fault tool (power, cable): the nspawn lab, or the Vagrant VMs
-    (LAY7_SUBSTRATE=vagrant, set by molecule/vagrant; same interface, vagrant/lay7_vagrant_lab.py)."""
+    (LAY7_SUBSTRATE=vagrant, set by molecule/vagrant; vagrant/lay7_vagrant_lab.py). Both implement
+    lab.substrate.Substrate; tests use no other method of it."""
+    lab: Substrate
     if os.environ.get("LAY7_SUBSTRATE") == "vagrant":
         sys.path.insert(0, str(ROOT / "vagrant"))  # not `import vagrant`: python-vagrant owns that name
         from lay7_vagrant_lab import VagrantLab
@@ -226,12 +229,12 @@ def lab():
     return lab
 
 
-def vip_holders(lab, inventory: Inventory) -> list[str]:
+def vip_holders(lab: Substrate, inventory: Inventory) -> list[str]:
     """Load balancers that currently hold the VIP (read through namespaces: no network needed)."""
     return observe.vip_holders(lab, inventory.loadbalancers, inventory.vip, INTERFACE)
 
 
-def holder_and_other(lab, inventory: Inventory) -> tuple[str, str]:
+def holder_and_other(lab: Substrate, inventory: Inventory) -> tuple[str, str]:
     """The one VIP holder and the load balancer that would take over from it."""
     held = vip_holders(lab, inventory)
     assert len(held) == 1, f"expected one VIP holder, found {held}"
@@ -260,7 +263,7 @@ class Steady:
     """Waits until the topology is healthy: the expected VIP holder, every other load balancer
     in BACKUP (ready to take over) and every route right."""
 
-    lab: object
+    lab: Substrate
     inventory: Inventory
     vip: HttpClient
 
@@ -285,7 +288,7 @@ class Steady:
 
 
 @pytest.fixture(scope="session")
-def steady(lab, inventory: Inventory, vip: HttpClient) -> Steady:
+def steady(lab: Substrate, inventory: Inventory, vip: HttpClient) -> Steady:
     return Steady(lab, inventory, vip)
 
 
@@ -293,7 +296,7 @@ def steady(lab, inventory: Inventory, vip: HttpClient) -> Steady:
 class Faults:
     """Fault injection that remembers what it broke; restore() undoes it all."""
 
-    lab: object
+    lab: Substrate
     nodes: dict
     steady: Steady
     killed: list[str] = field(default_factory=list)
@@ -345,7 +348,7 @@ class Faults:
 
 
 @pytest.fixture
-def faults(lab, nodes, steady: Steady):
+def faults(lab: Substrate, nodes, steady: Steady):
     steady.wait()  # start every fault test from the healthy state
     f = Faults(lab, nodes, steady)
     yield f

@@ -1,9 +1,14 @@
-"""Command lines the lab runs, built by pure functions so they can be unit tested."""
+"""The lab's network: the bridge namespace, one namespace and veth per host, the control node's
+link, cables (link up/down), partitions (nftables in the bridge namespace) and the safety route.
+
+The command lines are built by pure functions so they can be unit tested."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import os
 
+from .cmd import run
 from .topology import Host, Topology
 
 BRIDGE_NS = "lay7-br"
@@ -12,11 +17,9 @@ CONTROL_LINK = "lay7-ctl"          # control node's end, root namespace
 CONTROL_PORT = "lay7-ctlp"         # its peer, plugged into the bridge
 SAFETY_METRIC = 4242               # above the lab link's connected route (metric 0)
 PARTITION_TABLE = "lay7_partition"
-CGROUP_DIR = "lay7-lab"            # per host: <hierarchy>/lay7-lab/<host>
-NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
-NSPAWN_CAPS = ("CAP_NET_ADMIN", "CAP_NET_RAW")
 
 
+# ---------------------------------------------------------------- command lines
 def safety_route_argv(topo: Topology) -> list[str]:
     """The route that keeps lab-bound packets on this machine once the lab link is gone."""
     return ["ip", "route", "replace", "unreachable", str(topo.subnet), "metric", str(SAFETY_METRIC)]
@@ -62,54 +65,6 @@ def link_argv(host: Host, up: bool) -> list[str]:
     return ["ip", "-n", BRIDGE_NS, "link", "set", host.bridge_port, "up" if up else "down"]
 
 
-def nspawn_argv(root: Path, host: Host) -> list[str]:
-    # This machine's PID 1 is not systemd: no machined registration, no scope unit.
-    return [
-        "systemd-nspawn",
-        "--quiet",
-        "-D", str(root),
-        "-M", host.name,
-        "--register=no",
-        "--keep-unit",
-        "--boot",
-        f"--network-namespace-path=/run/netns/{host.netns}",
-        "--capability=" + ",".join(NSPAWN_CAPS),
-        "--console=read-only",
-    ]
-
-
-def nsenter_argv(init_pid: int, argv: list[str]) -> list[str]:
-    """Run argv inside a host (its mount, UTS, IPC, network and PID namespaces)."""
-    return [
-        "nsenter", "-t", str(init_pid), "-m", "-u", "-i", "-n", "-p", "--",
-        "/usr/bin/env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "LANG=C.UTF-8", "TERM=dumb", *argv,
-    ]
-
-
-def ssh_options(topo: Topology, connect_timeout: int = 3) -> list[str]:
-    return [
-        "-i", str(topo.key_path),
-        "-o", "IdentitiesOnly=yes",
-        "-o", "BatchMode=yes",
-        "-o", f"UserKnownHostsFile={topo.known_hosts}",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", f"ConnectTimeout={connect_timeout}",
-        "-o", "LogLevel=ERROR",
-    ]
-
-
-def ssh_argv(topo: Topology, host: Host, command: list[str] | str, connect_timeout: int = 3) -> list[str]:
-    cmd = command if isinstance(command, str) else " ".join(_quote(c) for c in command)
-    return ["ssh", *ssh_options(topo, connect_timeout), f"{topo.user}@{host.address}", "--", cmd]
-
-
-def _quote(s: str) -> str:
-    import shlex
-
-    return shlex.quote(s)
-
-
 def partition_ruleset(pairs: list[tuple[Host, Host]]) -> str:
     """nft script for the bridge namespace: drop frames between each pair, both directions."""
     lines = [
@@ -127,3 +82,70 @@ def partition_ruleset(pairs: list[tuple[Host, Host]]) -> str:
 def partition_reset_script() -> str:
     """Flush-then-delete idiom: `add table` makes deletion succeed even if it does not exist."""
     return f"add table bridge {PARTITION_TABLE}\ndelete table bridge {PARTITION_TABLE}\n"
+
+
+# ---------------------------------------------------------------- operations
+def netns_exists(ns: str) -> bool:
+    return os.path.exists(f"/run/netns/{ns}")
+
+
+def bridge_exists() -> bool:
+    """The lab's network is up (its bridge namespace exists)."""
+    return netns_exists(BRIDGE_NS)
+
+
+def ensure_safety_route(topo: Topology) -> None:
+    run(safety_route_argv(topo))
+
+
+def safety_route_present(topo: Topology) -> bool:
+    out = run(["ip", "-j", "route", "show", "type", "unreachable", str(topo.subnet)]).stdout
+    routes = json.loads(out or "[]")
+    return any(r.get("metric") == SAFETY_METRIC for r in routes)
+
+
+def create(topo: Topology) -> None:
+    for argv in bridge_argvs():
+        run(argv)
+    for argv in control_argvs(topo):
+        run(argv)
+    for h in topo.hosts:
+        for argv in host_net_argvs(topo, h):
+            run(argv)
+
+
+def namespaces(topo: Topology) -> list[str]:
+    return [h.netns for h in topo.hosts] + [BRIDGE_NS]
+
+
+def remove(topo: Topology) -> None:
+    """Links and namespaces (deleting a namespace deletes the veth ends inside it)."""
+    if os.path.exists(f"/sys/class/net/{CONTROL_LINK}"):
+        run(["ip", "link", "del", CONTROL_LINK], check=False)
+    for ns in namespaces(topo):
+        if netns_exists(ns):
+            run(["ip", "netns", "del", ns])
+
+
+def leftovers(topo: Topology) -> list[str]:
+    found = [f"netns {ns}" for ns in namespaces(topo) if netns_exists(ns)]
+    for link in os.listdir("/sys/class/net"):
+        if link.startswith("lay7-"):
+            found.append(f"link {link}")
+    return found
+
+
+def set_link(host: Host, up: bool) -> None:
+    run(link_argv(host, up))
+
+
+def link_up(host: Host) -> bool:
+    out = run(["ip", "-j", "-n", BRIDGE_NS, "link", "show", host.bridge_port]).stdout
+    return "UP" in json.loads(out)[0].get("flags", [])
+
+
+def apply_partitions(pairs: list[tuple[Host, Host]]) -> None:
+    script = partition_reset_script()
+    if pairs:
+        script += partition_ruleset(pairs)
+    run(["ip", "netns", "exec", BRIDGE_NS, "nft", "-f", "-"], input=script)

@@ -1,0 +1,45 @@
+"""What the verification suite (molecule/shared/tests) and the VRRP observations (lab/observe.py)
+need from the machines they run against: one interface, two substrates.
+
+- `lab.Lab`: the nspawn lab (`molecule test -s lab`, `make demo`, the benchmark);
+- `VagrantLab` in vagrant/lay7_vagrant_lab.py: the Vagrant VMs (`molecule test -s vagrant`),
+  selected by LAY7_SUBSTRATE=vagrant.
+
+tests/lab/test_substrate.py checks that both classes offer every verb below with the same
+parameters, so the two cannot drift apart. A default written `...` here may differ between
+substrates (a VM boots slower than a container); any other default must be the same.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Substrate(Protocol):
+    def is_up(self) -> bool:
+        """The substrate's machines exist (the verify suite skips when they do not)."""
+
+    def is_running(self, name: str) -> bool:
+        """The host is powered on."""
+
+    def kill(self, name: str) -> None:
+        """Power the host off at once, no shutdown (like pulling the plug); its disk is kept."""
+
+    def boot(self, name: str, wait: bool = True, ssh_timeout: float = ...) -> None:
+        """Power the host on; with wait, block until it answers SSH."""
+
+    def wait_ssh(self, name: str, timeout: float = ...) -> float:
+        """Block until the host runs a command over SSH; return the seconds it took."""
+
+    def cut(self, name: str) -> None:
+        """Pull the host's cable on the lab network: its eth1 loses carrier."""
+
+    def heal(self, name: str) -> None:
+        """Plug the cable back in."""
+
+    def exec(self, name: str, argv: list[str], check: bool = False, timeout: float | None = 60,
+             input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv as root on the host, also while its cable is cut."""
+

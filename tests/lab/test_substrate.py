@@ -1,0 +1,67 @@
+"""Both substrates offer the verbs of lab.substrate.Substrate with the same parameters (no hosts)."""
+
+import inspect
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import Lab
+from lab.substrate import Substrate
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "vagrant"))  # not `import vagrant`: python-vagrant owns that name
+from lay7_vagrant_lab import VagrantLab  # noqa: E402
+
+VERBS = sorted(n for n, v in vars(Substrate).items() if inspect.isfunction(v) and not n.startswith("_"))
+
+
+def test_the_protocol_names_the_verbs_the_verify_suite_uses():
+    assert VERBS == ["boot", "cut", "exec", "heal", "is_running", "is_up", "kill", "wait_ssh"]
+
+
+@pytest.mark.parametrize("cls", [Lab, VagrantLab], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("verb", VERBS)
+def test_substrate_offers_the_verb_with_the_protocols_signature(cls, verb):
+    want = inspect.signature(getattr(Substrate, verb))
+    got = inspect.signature(getattr(cls, verb))
+    # Same names, kinds, order and annotations (strings: both modules postpone annotations).
+    assert [(p.name, p.kind, p.annotation) for p in got.parameters.values()] == \
+        [(p.name, p.kind, p.annotation) for p in want.parameters.values()], f"{cls.__name__}.{verb}"
+    assert got.return_annotation == want.return_annotation, f"{cls.__name__}.{verb}"
+    for p in want.parameters.values():
+        have = got.parameters[p.name].default
+        if p.default is inspect.Parameter.empty:
+            assert have is inspect.Parameter.empty, f"{cls.__name__}.{verb}: {p.name} must be required"
+        elif p.default is Ellipsis:  # the substrate chooses the value
+            assert have is not inspect.Parameter.empty, f"{cls.__name__}.{verb}: {p.name} needs a default"
+        else:
+            assert have == p.default, f"{cls.__name__}.{verb}: {p.name} defaults to {have!r}, not {p.default!r}"
+
+
+@pytest.mark.parametrize("cls", [Lab, VagrantLab], ids=lambda c: c.__name__)
+def test_an_instance_is_a_substrate(cls):
+    assert isinstance(object.__new__(cls), Substrate)
+
+
+def _pairs(argv):
+    """ssh's options as (flag, value) pairs: their order does not matter to ssh (no option twice)."""
+    pairs = list(zip(argv[1:-1:2], argv[2:-1:2]))
+    keys = [v.split("=")[0] if f == "-o" else f for f, v in pairs]
+    assert len(keys) == len(set(keys)), f"an option given twice: {argv}"
+    return set(pairs)
+
+
+def test_vagrant_ssh_logs_in_with_the_shared_batch_options(tmp_path):
+    from lay7_vagrant_lab import Instance
+
+    lab = VagrantLab({"web1": Instance("web1", "192.168.121.11", 22, "vagrant", "/k/id")}, tmp_path,
+                     provider="libvirt", control_dir=Path("/c"))
+    argv = lab._ssh_argv("web1")
+    assert argv[0] == "ssh" and argv[-1] == "192.168.121.11"
+    assert _pairs(argv) == {
+        ("-p", "22"), ("-i", "/k/id"), ("-l", "vagrant"),
+        ("-o", "BatchMode=yes"), ("-o", "IdentitiesOnly=yes"), ("-o", "LogLevel=ERROR"),
+        ("-o", "StrictHostKeyChecking=no"), ("-o", "UserKnownHostsFile=/dev/null"), ("-o", "ConnectTimeout=5"),
+        ("-o", "ServerAliveInterval=2"), ("-o", "ServerAliveCountMax=3"), ("-o", "ControlMaster=auto"),
+        ("-o", "ControlPath=/c/lay7-vagrant-%C"), ("-o", "ControlPersist=120")}
