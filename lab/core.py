@@ -1,4 +1,4 @@
-"""The lab: boot, tear down and disturb the hosts described by lab/topology.yml."""
+"""The lab: boot, tear down and disturb the hosts described by lab/topology.yml (and the inventory it names)."""
 
 from __future__ import annotations
 
