@@ -1,4 +1,5 @@
-"""The lab: boot, tear down and disturb the hosts described by lab/topology.yml.
+"""The lab: boot, tear down and disturb the hosts described by lab/topology.yml (and the
+inventory it names).
 
 `Lab` is the facade; each concern lives in a module of its own: procfs (reading /proc), cgroups,
 overlay (host roots), machine (nspawn, host processes, power), network (bridge, links,

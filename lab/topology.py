@@ -1,4 +1,10 @@
-"""Parse and validate lab/topology.yml: the one declarative description of the lab."""
+"""Parse and validate the lab's description: lab/topology.yml and the inventory it names.
+
+lab/topology.yml holds the substrate (subnet, control address, interface, login user, paths,
+image recipe). The topology itself (host names, groups, each host's lay7_node_address) is
+read from the inventory's hosts.yml and the VIP from its group_vars/loadbalancers.yml
+(keepalived_vip_address): written once there, for Ansible, Vagrant and Molecule alike.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +17,17 @@ from typing import Any
 import yaml
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("topology.yml")
+# The inventory's files the lab reads (relative to the topology file's `inventory` directory).
+HOSTS_FILE = "hosts.yml"
+LB_VARS_FILE = "group_vars/loadbalancers.yml"
 
 # Host names become network namespace and veth names ("lay7-<name>", at most 15 bytes).
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _UNIT_RE = re.compile(r"^[A-Za-z0-9@._-]+\.(service|socket|timer|target)$")
 _PKG_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_TOP_KEYS = {"subnet", "control", "vip", "interface", "user", "hosts", "groups", "paths", "image"}
+_TOP_KEYS = {"subnet", "control", "interface", "user", "inventory", "paths", "image"}
+_ALL_KEYS = {"vars", "children"}
+_GROUP_KEYS = {"vars", "hosts"}
 _PATH_KEYS = {"state", "run", "cache"}
 _IMAGE_KEYS = {"suite", "mirror", "packages", "disabled_units"}
 
@@ -111,8 +122,69 @@ def _unknown(data: dict[str, Any], allowed: set[str], where: str) -> None:
         raise TopologyError(f"{where}{extra[0]}: unknown key; allowed: {', '.join(sorted(allowed))}")
 
 
-def parse(data: Any, source: Path | None = None) -> Topology:
-    """Validate the loaded YAML document and return a Topology."""
+def _inventory_topology(
+    inventory: Any, inside: Any, used: dict[ipaddress.IPv4Address, str]
+) -> tuple[list[Host], dict[str, tuple[str, ...]]]:
+    """Hosts (in inventory order) and groups from the inventory's hosts.yml document."""
+    where = f"{HOSTS_FILE}: all"
+    if not isinstance(inventory, dict) or not isinstance(inventory.get("all"), dict):
+        raise TopologyError(f"{where}: expected a mapping under the top-level key 'all'")
+    top = inventory["all"]
+    _unknown(top, _ALL_KEYS, f"{where}.")
+    children = top.get("children")
+    if not isinstance(children, dict) or not children:
+        raise TopologyError(f"{where}.children: expected a non-empty mapping of group: {{hosts: ...}}")
+
+    addresses: dict[str, ipaddress.IPv4Address] = {}
+    groups: dict[str, tuple[str, ...]] = {}
+    for group, body in children.items():
+        gwhere = f"{where}.children.{group}"
+        if not isinstance(group, str) or not re.match(r"^[a-z_][a-z0-9_]*$", group):
+            raise TopologyError(f"{gwhere}: invalid group name")
+        if group in ("all", "ungrouped"):
+            raise TopologyError(f"{gwhere}: clashes with a built-in group name")
+        if not isinstance(body, dict):
+            raise TopologyError(f"{gwhere}: expected a mapping with 'hosts'")
+        _unknown(body, _GROUP_KEYS, f"{gwhere}.")
+        members = body.get("hosts")
+        if not isinstance(members, dict) or not members:
+            raise TopologyError(f"{gwhere}.hosts: expected a non-empty mapping of host names")
+        for name, hvars in members.items():
+            hwhere = f"{gwhere}.hosts.{name}"
+            if not isinstance(name, str) or not _NAME_RE.match(name):
+                raise TopologyError(
+                    f"{hwhere}: host names must match {_NAME_RE.pattern} (they name namespaces and veths)"
+                )
+            if hvars is None:
+                hvars = {}
+            if not isinstance(hvars, dict):
+                raise TopologyError(f"{hwhere}: expected a mapping of host variables, got {hvars!r}")
+            raw = hvars.get("lay7_node_address")
+            if raw is None:
+                if name in addresses:  # listed again in another group; the address was given once
+                    continue
+                raise TopologyError(f"{hwhere}.lay7_node_address: required")
+            address = _addr(raw, f"{hwhere}.lay7_node_address")
+            inside(address, f"{hwhere}.lay7_node_address")
+            if name in addresses:
+                if addresses[name] != address:
+                    raise TopologyError(f"{hwhere}.lay7_node_address: {address} differs from "
+                                        f"{addresses[name]} given for {name} in another group")
+                continue
+            if address in used:
+                raise TopologyError(f"{hwhere}.lay7_node_address: address {address} already used by {used[address]}")
+            used[address] = name
+            addresses[name] = address
+        groups[group] = tuple(members)
+    for group in groups:
+        if group in addresses:
+            raise TopologyError(f"{where}.children.{group}: clashes with a host name")
+    return [Host(name, address) for name, address in addresses.items()], groups
+
+
+def parse(data: Any, inventory: Any, lb_vars: Any, source: Path | None = None) -> Topology:
+    """Validate the loaded YAML documents (topology.yml, the inventory's hosts.yml and its
+    group_vars/loadbalancers.yml) and return a Topology."""
     if not isinstance(data, dict):
         raise TopologyError(f"topology: expected a mapping, got {type(data).__name__}")
     _unknown(data, _TOP_KEYS, "")
@@ -129,50 +201,29 @@ def parse(data: Any, source: Path | None = None) -> Topology:
 
     control = _addr(_need(data, "control", ""), "control")
     inside(control, "control")
-    vip = _addr(_need(data, "vip", ""), "vip")
-    inside(vip, "vip")
     interface = _str(_need(data, "interface", ""), "interface")
     if len(interface) > 15 or not re.match(r"^[a-z][a-z0-9]*$", interface):
         raise TopologyError(f"interface: {interface!r} is not a valid interface name")
     user = _str(_need(data, "user", ""), "user")
     if not re.match(r"^[a-z_][a-z0-9_-]*$", user):
         raise TopologyError(f"user: {user!r} is not a valid user name")
+    _str(_need(data, "inventory", ""), "inventory")
 
-    raw_hosts = _need(data, "hosts", "")
-    if not isinstance(raw_hosts, dict) or not raw_hosts:
-        raise TopologyError("hosts: expected a non-empty mapping of name: address")
-    hosts: list[Host] = []
-    used: dict[ipaddress.IPv4Address, str] = {control: "control", vip: "vip"}
-    for name, raw in raw_hosts.items():
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise TopologyError(
-                f"hosts.{name}: host names must match {_NAME_RE.pattern} (they name namespaces and veths)"
-            )
-        address = _addr(raw, f"hosts.{name}")
-        inside(address, f"hosts.{name}")
-        if address in used:
-            raise TopologyError(f"hosts.{name}: address {address} already used by {used[address]}")
-        used[address] = name
-        hosts.append(Host(name, address))
-    names = {h.name for h in hosts}
+    # The VIP is a role input (keepalived_vip_address); the lab only checks it fits its subnet.
+    if not isinstance(lb_vars, dict):
+        raise TopologyError(f"{LB_VARS_FILE}: expected a mapping, got {type(lb_vars).__name__}")
+    vip_field = f"{LB_VARS_FILE}: keepalived_vip_address"
+    vip = _addr(_need(lb_vars, "keepalived_vip_address", f"{LB_VARS_FILE}: "), vip_field)
+    inside(vip, vip_field)
+    prefix = lb_vars.get("keepalived_vip_prefix", subnet.prefixlen)
+    if prefix != subnet.prefixlen:
+        raise TopologyError(f"{LB_VARS_FILE}: keepalived_vip_prefix: {prefix!r} is not the lab subnet's "
+                            f"prefix length {subnet.prefixlen} (subnet {subnet})")
 
-    raw_groups = data.get("groups") or {}
-    if not isinstance(raw_groups, dict):
-        raise TopologyError("groups: expected a mapping of group: [hosts]")
-    groups: dict[str, tuple[str, ...]] = {}
-    for group, members in raw_groups.items():
-        if not isinstance(group, str) or not re.match(r"^[a-z_][a-z0-9_]*$", group):
-            raise TopologyError(f"groups.{group}: invalid group name")
-        if group in names or group in ("all", "ungrouped"):
-            raise TopologyError(f"groups.{group}: clashes with a host or a built-in group name")
-        if not isinstance(members, list) or not members:
-            raise TopologyError(f"groups.{group}: expected a non-empty list of host names")
-        for m in members:
-            if m not in names:
-                raise TopologyError(f"groups.{group}: unknown host {m!r}; known: {', '.join(sorted(names))}")
-        if len(set(members)) != len(members):
-            raise TopologyError(f"groups.{group}: lists a host twice")
-        groups[group] = tuple(members)
+    if vip == control:
+        raise TopologyError(f"{vip_field}: {vip} is the control node's address (control)")
+    used: dict[ipaddress.IPv4Address, str] = {control: "control", vip: "the VIP"}
+    hosts, groups = _inventory_topology(inventory, inside, used)
 
     raw_paths = _need(data, "paths", "")
     if not isinstance(raw_paths, dict):
@@ -222,14 +273,27 @@ def parse(data: Any, source: Path | None = None) -> Topology:
     )
 
 
-def load(path: Path | str | None = None) -> Topology:
-    path = Path(path) if path else DEFAULT_TOPOLOGY
+def _read_yaml(path: Path, what: str) -> Any:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise TopologyError(f"cannot read topology {path}: {exc.strerror}") from None
+        raise TopologyError(f"cannot read {what} {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise TopologyError(f"{path}: invalid YAML: {exc}") from None
-    return parse(data, source=path)
+
+
+def inventory_dir(data: dict[str, Any], source: Path) -> Path:
+    """The inventory directory a topology file names (relative to the file's directory)."""
+    return (source.parent / _str(_need(data, "inventory", ""), "inventory")).resolve()
+
+
+def load(path: Path | str | None = None) -> Topology:
+    path = Path(path) if path else DEFAULT_TOPOLOGY
+    data = _read_yaml(path, "topology")
+    if not isinstance(data, dict):
+        raise TopologyError(f"topology: expected a mapping, got {type(data).__name__}")
+    inv = inventory_dir(data, path)
+    return parse(data, _read_yaml(inv / HOSTS_FILE, "inventory"), _read_yaml(inv / LB_VARS_FILE, "inventory"),
+                 source=path)

@@ -83,7 +83,7 @@ SHIPPED = {"MANIFEST.json", "FILES.json", "LICENSE", "README.md", "meta/runtime.
            "plugins/filter/route_compile.py", "plugins/plugin_utils/_routes.py", "playbooks/site.yml",
            "playbooks/vars/topology.yml", "inventory/example/hosts.yml", "docs/routing.md", "docs/failover.md",
            "changelogs/changelog.yaml"}
-REPOSITORY_ONLY_DIRS = {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git", "tests", "molecule",
+REPOSITORY_ONLY_DIRS = {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git", "tests", "molecule", ".config",
                         "tools", "vagrant"}
 REPOSITORY_ONLY_FILES = {"site.yml", "ansible.cfg", "Makefile", "requirements.txt", "Vagrantfile", ".yamllint",
                          ".ansible-lint", "docs/lab.md", "docs/vagrant.md", "docs/development.md"}

@@ -43,11 +43,12 @@ def _inventory(tmp_path: pathlib.Path, lb_vars: dict | None = None, lbs: dict | 
             "children": {
                 "loadbalancers": {
                     "vars": group_vars.get("loadbalancers") or {},
-                    "hosts": {h: {"ansible_host": a, **(lb_vars or {}).get(h, {})} for h, a in lbs.items()},
+                    "hosts": {h: {"lay7_node_address": a, **(lb_vars or {}).get(h, {})} for h, a in lbs.items()},
                 },
                 "webservers": {
                     "vars": group_vars.get("webservers") or {},
-                    "hosts": {"web1": {"ansible_host": "192.168.56.11"}, "web2": {"ansible_host": "192.168.56.12"}},
+                    "hosts": {"web1": {"lay7_node_address": "192.168.56.11"},
+                              "web2": {"lay7_node_address": "192.168.56.12"}},
                 },
             },
         }
@@ -149,9 +150,8 @@ def test_a_second_vip_reserves_its_router_id(tmp_path):
 def test_a_missing_node_address_is_named(tmp_path):
     inventory = _inventory(tmp_path)
     data = yaml.safe_load(inventory.read_text())
-    # The lab derives it from ansible_host for every host; a consumer's inventory may not.
-    data["all"]["vars"].pop("lay7_node_address")
-    data["all"]["children"]["loadbalancers"]["hosts"]["hap1"]["lay7_node_address"] = "192.168.56.21"
+    # The lab's inventory gives it on every host; a consumer's inventory may not.
+    data["all"]["children"]["loadbalancers"]["hosts"]["hap2"].pop("lay7_node_address")
     inventory.write_text(yaml.safe_dump(data))
     rc, _, out = _render(tmp_path, inventory)
     assert rc != 0

@@ -21,7 +21,17 @@ def raw_topology():
 
 
 @pytest.fixture
-def tmp_topology(raw_topology, tmp_path):
+def raw_inventory(raw_topology):
+    """The documents the lab reads from the inventory the topology names: hosts.yml and
+    group_vars/loadbalancers.yml, as dicts (``parse(raw_topology, *raw_inventory)``)."""
+    import yaml
+
+    inv = topology.inventory_dir(raw_topology, topology.DEFAULT_TOPOLOGY)
+    return [yaml.safe_load((inv / name).read_text()) for name in (topology.HOSTS_FILE, topology.LB_VARS_FILE)]
+
+
+@pytest.fixture
+def tmp_topology(raw_topology, raw_inventory, tmp_path):
     """The real topology with every path moved into tmp_path."""
     raw_topology["paths"] = {k: str(tmp_path / k) for k in ("state", "run", "cache")}
-    return topology.parse(raw_topology)
+    return topology.parse(raw_topology, *raw_inventory)

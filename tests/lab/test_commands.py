@@ -102,16 +102,16 @@ def test_debootstrap_argv(topo):
     assert argv[-3:] == ["bookworm", "/c/build", "http://deb.debian.org/debian"]
 
 
-def test_recipe_hash_follows_the_recipe(raw_topology):
-    base = topology.parse(raw_topology)
+def test_recipe_hash_follows_the_recipe(raw_topology, raw_inventory):
+    base = topology.parse(raw_topology, *raw_inventory)
     h0 = image.recipe_hash(image.recipe(base))
-    assert h0 == image.recipe_hash(image.recipe(topology.parse(raw_topology)))
+    assert h0 == image.recipe_hash(image.recipe(topology.parse(raw_topology, *raw_inventory)))
     raw_topology["image"]["packages"].append("tcpdump")
-    assert image.recipe_hash(image.recipe(topology.parse(raw_topology))) != h0
+    assert image.recipe_hash(image.recipe(topology.parse(raw_topology, *raw_inventory))) != h0
     # host addresses are not part of the image
     raw_topology["image"]["packages"].pop()
-    raw_topology["hosts"]["web3"] = "192.168.56.14"
-    assert image.recipe_hash(image.recipe(topology.parse(raw_topology))) == h0
+    raw_inventory[0]["all"]["children"]["webservers"]["hosts"]["web3"]["lay7_node_address"] = "192.168.56.14"
+    assert image.recipe_hash(image.recipe(topology.parse(raw_topology, *raw_inventory))) == h0
 
 
 def test_recipe_includes_the_setup_script(topo, monkeypatch, tmp_path):

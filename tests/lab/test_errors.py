@@ -4,8 +4,9 @@ import os
 import shutil
 
 import pytest
+import yaml
 
-from lab import Lab, LabError, cli, core, image, procfs, ssh
+from lab import Lab, LabError, cli, core, image, procfs, ssh, topology
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -45,12 +46,12 @@ def test_up_refuses_when_a_lab_exists(tmp_topology):
 
 
 @needs_root
-def test_image_build_failure_shows_debootstrap_log(raw_topology, tmp_path):
+def test_image_build_failure_shows_debootstrap_log(raw_topology, raw_inventory, tmp_path):
     from lab import topology
 
     raw_topology["paths"] = {k: str(tmp_path / k) for k in ("state", "run", "cache")}
     raw_topology["image"]["mirror"] = f"file://{tmp_path}/no-such-mirror"
-    topo = topology.parse(raw_topology)
+    topo = topology.parse(raw_topology, *raw_inventory)
     with pytest.raises(LabError) as err:
         image.ensure_image(topo, log=lambda m: None)
     msg = str(err.value)
@@ -92,7 +93,16 @@ def test_cli_bad_topology(tmp_path, capsys):
     bad = tmp_path / "t.yml"
     bad.write_text("subnet: 10.0.0.0/8\n")
     assert cli.main(["--topology", str(bad), "status"]) == 1
-    assert "lab: error: control: required" in capsys.readouterr().err
+    assert "lab: error: inventory: required" in capsys.readouterr().err
+    # The inventory the file names is read, and its VIP and addresses checked against the subnet.
+    data = yaml.safe_load(topology.DEFAULT_TOPOLOGY.read_text())
+    data.update(subnet="10.0.0.0/8", control="10.0.0.1",
+                inventory=str(topology.inventory_dir(data, topology.DEFAULT_TOPOLOGY)))
+    bad.write_text(yaml.safe_dump(data))
+    assert cli.main(["--topology", str(bad), "status"]) == 1
+    assert ("lab: error: group_vars/loadbalancers.yml: keepalived_vip_address: 192.168.56.100 is not a host "
+            "address in subnet 10.0.0.0/8") in capsys.readouterr().err
+
 
 
 def test_cli_instances_for_molecule(capsys):

@@ -59,7 +59,7 @@ PROBE_INTERVAL = 0.02 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 0.00
 def inventory_path() -> str:
     """The inventory the converge saw. Under Molecule that is the whole inventory
     *directory* (its generated file plus the scenario's linked hosts and group_vars):
-    MOLECULE_INVENTORY_FILE alone lacks the linked files, e.g. Vagrant's lay7_node_address."""
+    MOLECULE_INVENTORY_FILE alone lacks the linked files, e.g. the topology's lay7_node_address."""
     generated = os.environ.get("MOLECULE_INVENTORY_FILE")
     return str(Path(generated).parent) if generated else str(ROOT / "inventory" / "lab")
 
@@ -116,19 +116,14 @@ class Inventory:
         return self.loadbalancers[1]
 
 
-def _node_address(hostvars: dict) -> str:
-    """The host's topology address: lay7_node_address when the inventory gives it literally
-    (Vagrant reaches hosts over another network), else ansible_host (the lab)."""
-    literal = str(hostvars.get("lay7_node_address", ""))
-    return literal if literal and "{{" not in literal else str(hostvars["ansible_host"])
-
-
 @pytest.fixture(scope="session")
 def inventory() -> Inventory:
     runner = AnsibleRunner(inventory_path())
     # Inventory order: the first load balancer has the highest derived VRRP priority.
     groups = {g: list(runner.get_hosts(g)) for g in ("webservers", "loadbalancers")}
-    addresses = {h: _node_address(runner.get_variables(h)) for h in runner.get_hosts("all")}
+    # The topology address (inventory/lab/hosts.yml), not ansible_host: Vagrant reaches its
+    # VMs over another network.
+    addresses = {h: str(runner.get_variables(h)["lay7_node_address"]) for h in runner.get_hosts("all")}
     lb_vars = runner.get_variables(groups["loadbalancers"][0])
     try:
         from lab.topology import load
@@ -146,6 +141,12 @@ def inventory() -> Inventory:
 @pytest.fixture(scope="session")
 def nodes(inventory: Inventory) -> dict[str, testinfra.host.Host]:
     inv = inventory_path()
+    # testinfra connects to ansible_host as the inventory writes it, untemplated. Molecule's
+    # inventory gives it per host; inventory/lab alone has only `{{ lay7_node_address }}`.
+    hostvars = AnsibleRunner.get_runner(inv).inventory["_meta"]["hostvars"]
+    for name, address in inventory.addresses.items():
+        if "{{" in str(hostvars.get(name, {}).get("ansible_host", "")):
+            hostvars[name]["ansible_host"] = address
     return {name: testinfra.get_host(f"ansible://{name}", ansible_inventory=inv, sudo=True)
             for name in inventory.addresses}
 
