@@ -102,6 +102,12 @@ class Lab:
                 raise LabError("a lab is already up (namespace lay7-br or state file "
                                f"{self.state_file} exists); run `python -m lab down` first "
                                "(and hold `flock /run/lay7-lab.lock` while you use the lab)")
+            holders = network.foreign_subnet_holders(self.topo)
+            if holders:
+                raise LabError(f"the lab's subnet {self.topo.subnet} is already in use on this machine: "
+                               f"{', '.join(holders)} (the Vagrant scenario uses the same addresses: is "
+                               "`make test-vagrant` running?); only one of them at a time, under "
+                               "`flock /run/lay7-lab.lock`")
             # Before anything else: lab addresses must never leave through the default route.
             self.ensure_safety_route()
             t0 = time.monotonic()

@@ -5,6 +5,7 @@ The command lines are built by pure functions so they can be unit tested."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 
@@ -92,6 +93,22 @@ def netns_exists(ns: str) -> bool:
 def bridge_exists() -> bool:
     """The lab's network is up (its bridge namespace exists)."""
     return netns_exists(BRIDGE_NS)
+
+
+def subnet_holders(topo: Topology, addr_json: str) -> list[str]:
+    """Links of this machine (`ip -j -4 addr` output) holding an address in the lab's subnet
+    that are not the lab's own: e.g. the Vagrant scenario's bridge, which uses the same
+    addresses. Booting the lab beside it would put two routes to one subnet on the machine."""
+    held = []
+    for link in json.loads(addr_json or "[]"):
+        for a in link.get("addr_info", []):
+            if link.get("ifname") != CONTROL_LINK and ipaddress.ip_address(a["local"]) in topo.subnet:
+                held.append(f"{link.get('ifname')} ({a['local']}/{a.get('prefixlen')})")
+    return held
+
+
+def foreign_subnet_holders(topo: Topology) -> list[str]:
+    return subnet_holders(topo, run(["ip", "-j", "-4", "addr", "show"]).stdout)
 
 
 def ensure_safety_route(topo: Topology) -> None:

@@ -1,5 +1,6 @@
 """Command construction and image recipe: pure functions, no root needed."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,14 @@ def test_cgroup_roots_are_the_ones_systemd_writes():
     assert cgroup_roots("40 1 0:30 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n") == [
         Path("/sys/fs/cgroup")]
     assert cgroup_roots("") == []
+
+
+def test_subnet_holders_are_other_links_in_the_lab_subnet(topo):
+    addrs = json.dumps([
+        {"ifname": "lo", "addr_info": [{"local": "127.0.0.1", "prefixlen": 8}]},
+        {"ifname": network.CONTROL_LINK, "addr_info": [{"local": str(topo.control), "prefixlen": 24}]},
+        {"ifname": "lay7-vag0", "addr_info": [{"local": "192.168.56.1", "prefixlen": 24}]},
+        {"ifname": "eth0", "addr_info": [{"local": "10.0.0.5", "prefixlen": 24}]},
+    ])
+    assert network.subnet_holders(topo, addrs) == ["lay7-vag0 (192.168.56.1/24)"]
+    assert network.subnet_holders(topo, "[]") == []

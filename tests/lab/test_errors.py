@@ -1,12 +1,14 @@
 """The lab's error paths: each says what failed and what to do (no hosts booted)."""
 
 import os
+import json
 import shutil
+import subprocess
 
 import pytest
 import yaml
 
-from lab import Lab, LabError, cli, core, image, procfs, ssh, topology
+from lab import Lab, LabError, cli, core, image, network, procfs, ssh, topology
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -43,6 +45,16 @@ def test_up_refuses_when_a_lab_exists(tmp_topology):
     lab.state_file.write_text("{}")
     with pytest.raises(LabError, match=r"a lab is already up .* run `python -m lab down` first"):
         lab.up()
+
+
+@needs_root
+def test_up_refuses_while_another_link_holds_the_subnet(tmp_topology, monkeypatch):
+    """The Vagrant scenario's bridge uses the lab's addresses: the lab must not boot beside it."""
+    monkeypatch.setattr(network, "run", lambda argv, **k: subprocess.CompletedProcess(argv, 0, stdout=json.dumps(
+        [{"ifname": "lay7-vag0", "addr_info": [{"local": "192.168.56.1", "prefixlen": 24}]}]), stderr=""))
+    monkeypatch.setattr(core, "ensure_image", lambda *a, **k: pytest.fail("went on to build the image"))
+    with pytest.raises(LabError, match=r"subnet 192\.168\.56\.0/24 is already in use .*lay7-vag0 \(192\.168\.56\.1/24\)"):
+        Lab(tmp_topology).up()
 
 
 @needs_root
