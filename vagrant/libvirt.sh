@@ -94,6 +94,12 @@ up() {
 }
 
 net_up() {
+    # The nspawn lab uses the same addresses (its control link lay7-ctl): never both at once.
+    if ip link show lay7-ctl >/dev/null 2>&1 || [ -e /run/netns/lay7-br ]; then
+        echo "libvirt.sh: the nspawn lab is up (lay7-ctl / netns lay7-br) on the same subnet;" \
+             "run \`python -m lab down\` first (hold /run/lay7-lab.lock)" >&2
+        exit 1
+    fi
     # The bridge carries the control node's address: the kernel's route for it is
     # more specific (metric 0) than the permanent unreachable guard while it exists.
     if ! ip link show "$PRIVATE_BRIDGE" >/dev/null 2>&1; then
