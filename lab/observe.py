@@ -31,9 +31,13 @@ def vrrp_state(lab: Substrate, name: str) -> str:
     """The VRRP state keepalived's VRRP process journaled last on a load balancer (MASTER, BACKUP,
     FAULT). Not the notify hook's lines: keepalived starts one hook process per transition without
     waiting, so when it re-initialises an instance (a reload that changes it) the FAULT and BACKUP
-    hooks run at once and their lines can land in either order."""
-    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "50", "-t", VRRP_TAG],
-                   timeout=10).stdout
+    hooks run at once and their lines can land in either order.
+    Filtered by journalctl itself (--grep), not from the last N lines: a busy VRRP process can
+    log hundreds of other lines after its last transition (a watchdog check that outlasts its
+    interval logs "already running ... skipping run" every interval: seen on the emulated VMs
+    during 20 reloads, which hid the state and made the topology look unhealthy)."""
+    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "5", "-t", VRRP_TAG,
+                          "--grep", "Entering [A-Z]+ STATE"], timeout=10).stdout
     states = [line.split("Entering ")[1].split()[0] for line in out.splitlines()
               if "Entering " in line and " STATE" in line.split("Entering ")[1]]
     return states[-1] if states else "UNKNOWN"

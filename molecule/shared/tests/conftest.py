@@ -54,6 +54,17 @@ STEADY_TIMEOUT = 120.0
 # 0.09 s, so any fault tipped requests over the client timeout. The fault tests check
 # failover, not throughput: on Vagrant they probe at 100 requests/s (20 ms).
 PROBE_INTERVAL = 0.02 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 0.005
+# The load-balancer fault tests' client timeout: a request not answered within it counts as
+# failed. 1 s on the lab. On the emulated VMs a reload makes HAProxy parse its configuration
+# on the holder's one emulated CPU (about 10 s per `systemctl reload` there), and requests
+# queue meanwhile: 20 reloads at 100 requests/s measured 0 errors but p99 0.82 s and a
+# maximum of 0.98 s, so a 1 s timeout turned slowness into "failures". 3 s there.
+PROBE_TIMEOUT = 3.0 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 1.0
+# How long one tagged site.yml run from a test may take before it counts as hung. On the lab a
+# run limited to the load balancers takes 20-40 s; on the emulated VMs every task costs seconds
+# (fact gathering and the preflight on all five hosts, then the two load balancers one after
+# the other): about 5 minutes measured, so three times that.
+SITE_RUN_BOUND = 900.0 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 300.0
 
 
 def inventory_path() -> str:
@@ -64,7 +75,7 @@ def inventory_path() -> str:
     return str(Path(generated).parent) if generated else str(ROOT / "inventory" / "lab")
 
 
-def run_site(extra: dict, tags: str | None = None, timeout: float = 300,
+def run_site(extra: dict, tags: str | None = None, timeout: float = SITE_RUN_BOUND,
              limit: str | None = None) -> subprocess.CompletedProcess:
     """Run the real site playbook from the control node against the inventory under test
     (limit: e.g. "loadbalancers" for a change that only concerns them; every task on a

@@ -12,6 +12,7 @@ docs/failover.md. What the tests measure is also written to build/failover-timin
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import socket
 import threading
@@ -19,15 +20,22 @@ import time
 
 import pytest
 
-from conftest import PROBE_INTERVAL, holder_and_other, journal, run_site, vip_holders, wait_for
+from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, SITE_RUN_BOUND, holder_and_other, journal, run_site, vip_holders, wait_for
+from lab.observe import VRRP_TAG
 from lab.probe import Probe
 from lab.site import seed_routes
 from lab.vrrp import VRRP_MULTICAST, sender_argv
 
 FAILOVER_BOUND = 30.0   # waiting for a state, not a measured time
 BOOT_BOUND = 120.0
-# The old tracker needed 2+ s to notice HAProxy gone, and 3.5 s for a silent master.
-DEATH_BOUND = 1.0
+# The old tracker needed 2+ s to notice HAProxy gone, and 3.5 s for a silent master. On the
+# lab a dead HAProxy costs clients at most 35 ms (make bench). The Vagrant VMs are emulated in
+# software: every program started costs 40-100 ms there (10-50 times native), and the path
+# from the kill to keepalived's FAULT (systemd reaps HAProxy, kills its worker, starts the
+# stop hook, which renames the track file) measured 0.66-0.83 s under the probe, clients saw
+# 0.72-1.0 s of failures. 2.5 s there still catches a fall back to the watchdog alone
+# (3 failed checks, 1 s apart: 3 s and more).
+DEATH_BOUND = 2.5 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 1.0
 # A silent master is declared dead after 3 adverts (+ ~1 ms skew); the margin absorbs a
 # loaded CI machine. 0.1 s adverts: 1.5 s; the Vagrant VMs' 0.5 s: 2.7 s.
 POWER_OFF_MARGIN = 1.2
@@ -36,11 +44,13 @@ WATCHDOG_BOUND = 15.0
 
 
 @contextlib.contextmanager
-def probing(inventory, path: str = "/", timeout: float = 1.0, settle: float = 3.0):
+def probing(inventory, path: str = "/", timeout: float = PROBE_TIMEOUT, settle: float = 3.0):
     """Run the probe around the block, then `settle` seconds more; yields a dict that holds
     the result once the block is done."""
     out: dict = {}
-    probe = Probe(inventory.vip, 80, path, interval=PROBE_INTERVAL, timeout=timeout, max_duration=180).start()
+    # Long enough to cover a whole site.yml run under the probe (the route-table deploy).
+    probe = Probe(inventory.vip, 80, path, interval=PROBE_INTERVAL, timeout=timeout,
+                  max_duration=SITE_RUN_BOUND + 60).start()
     try:
         time.sleep(1.0)
         probe.mark("fault")
@@ -83,12 +93,21 @@ def _brief(sums: dict) -> str:
 def _kill_haproxy_on_holder(inventory, lab, nodes, timings, holder: str, other: str, name: str) -> None:
     """SIGKILL HAProxy on the holder under the probe: the VIP and the failures end within DEATH_BOUND."""
     with probing(inventory) as run:
-        nodes[holder].run_expect([0], "kill -9 $(cat /run/haproxy.pid)")
-        # From the kill: the time the VIP took, whatever systemd's restart hides from clients.
+        # The kill's time on the holder's own clock, as its journal will date the release.
+        killed_at = float(nodes[holder].check_output("date +%s.%N; kill -9 $(cat /run/haproxy.pid)").split()[0])
         moved = wait_for(lambda: vip_holders(lab, inventory) == [other], FAILOVER_BOUND, f"VIP on {other}", 0.02)
     sums = _record(timings, name, run["result"])
-    timings[f"{name}_vip_moved_s"] = round(moved, 3)
-    assert moved < DEATH_BOUND, f"the VIP took {moved:.2f} s to leave a dead HAProxy"
+    # From the kill to the holder giving the VIP up (keepalived's FAULT), whatever systemd's
+    # restart hides from clients; read from its journal, so the time it takes to look at the
+    # nodes from here (seconds over SSH to an emulated VM) does not count.
+    def fault_times() -> list[float]:
+        return [float(line.split(" ", 1)[0]) for line in journal(nodes[holder], killed_at, "-t", VRRP_TAG).splitlines()
+                if "Entering FAULT STATE" in line]
+    wait_for(fault_times, 10, f"keepalived's FAULT line in {holder}'s journal")
+    released = fault_times()[0] - killed_at
+    timings[f"{name}_vip_released_s"] = round(released, 3)
+    timings[f"{name}_vip_seen_moved_s"] = round(moved, 3)
+    assert released < DEATH_BOUND, f"{holder} took {released:.2f} s to give up the VIP of a dead HAProxy"
     for kind, s in sums.items():
         assert s["failure_window_s"] < DEATH_BOUND, f"{kind}: {_brief(sums)}"
 
