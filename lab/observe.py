@@ -35,12 +35,15 @@ def vrrp_state(lab: Substrate, name: str) -> str:
     Filtered by journalctl itself (--grep), not from the last N lines: a busy VRRP process can
     log hundreds of other lines after its last transition (a watchdog check that outlasts its
     interval logs "already running ... skipping run" every interval: seen on the emulated VMs
-    during 20 reloads, which hid the state and made the topology look unhealthy)."""
-    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-n", "5", "-t", VRRP_TAG,
+    during 20 reloads, which hid the state and made the topology look unhealthy).
+    Newest first (-r) and one line: Debian 12's journalctl (systemd 252) prints `-n` with
+    `--grep` in reverse order, so "the last of -n 5" was the oldest; -r -n 1 is the newest
+    whatever order a version uses."""
+    out = lab.exec(name, ["journalctl", "--no-pager", "-q", "-o", "cat", "-r", "-n", "1", "-t", VRRP_TAG,
                           "--grep", "Entering [A-Z]+ STATE"], timeout=10).stdout
     states = [line.split("Entering ")[1].split()[0] for line in out.splitlines()
               if "Entering " in line and " STATE" in line.split("Entering ")[1]]
-    return states[-1] if states else "UNKNOWN"
+    return states[0] if states else "UNKNOWN"
 
 
 def masters_since(lab: Substrate, loadbalancers: list[str], since_epoch: float) -> int:
