@@ -66,23 +66,24 @@ def link_argv(host: Host, up: bool) -> list[str]:
     return ["ip", "-n", BRIDGE_NS, "link", "set", host.bridge_port, "up" if up else "down"]
 
 
-def partition_ruleset(pairs: list[tuple[Host, Host]]) -> str:
-    """nft script for the bridge namespace: drop frames between each pair, both directions."""
+def partition_ruleset(pairs: list[tuple[str, str]], table: str = PARTITION_TABLE) -> str:
+    """nft script for a Linux bridge: drop frames between each pair of bridge ports (the hosts'
+    cables), both directions. Shared with the Vagrant VMs' partition (their libvirt bridge)."""
     lines = [
-        f"table bridge {PARTITION_TABLE} {{",
+        f"table bridge {table} {{",
         "  chain forward {",
         "    type filter hook forward priority 0; policy accept;",
     ]
     for a, b in pairs:
-        lines.append(f'    iifname "{a.bridge_port}" oifname "{b.bridge_port}" drop')
-        lines.append(f'    iifname "{b.bridge_port}" oifname "{a.bridge_port}" drop')
+        lines.append(f'    iifname "{a}" oifname "{b}" drop')
+        lines.append(f'    iifname "{b}" oifname "{a}" drop')
     lines += ["  }", "}"]
     return "\n".join(lines) + "\n"
 
 
-def partition_reset_script() -> str:
+def partition_reset_script(table: str = PARTITION_TABLE) -> str:
     """Flush-then-delete idiom: `add table` makes deletion succeed even if it does not exist."""
-    return f"add table bridge {PARTITION_TABLE}\ndelete table bridge {PARTITION_TABLE}\n"
+    return f"add table bridge {table}\ndelete table bridge {table}\n"
 
 
 # ---------------------------------------------------------------- operations
@@ -164,5 +165,5 @@ def link_up(host: Host) -> bool:
 def apply_partitions(pairs: list[tuple[Host, Host]]) -> None:
     script = partition_reset_script()
     if pairs:
-        script += partition_ruleset(pairs)
+        script += partition_ruleset([(a.bridge_port, b.bridge_port) for a, b in pairs])
     run(["ip", "netns", "exec", BRIDGE_NS, "nft", "-f", "-"], input=script)

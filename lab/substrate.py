@@ -39,6 +39,16 @@ class Substrate(Protocol):
     def heal(self, name: str) -> None:
         """Plug the cable back in."""
 
+    def partition(self, a: str, b: str) -> None:
+        """Drop every frame between hosts a and b on the lab network, both ways; each still
+        reaches everyone else (e.g. the two load balancers stop hearing each other)."""
+
+    def unpartition(self) -> None:
+        """Remove every partition."""
+
+    def partitions(self) -> list[tuple[str, str]]:
+        """The partitioned pairs, in the order they were made."""
+
     def exec(self, name: str, argv: list[str], check: bool = False, timeout: float | None = 60,
              input: str | None = None) -> subprocess.CompletedProcess:
         """Run argv as root on the host, also while its cable is cut."""

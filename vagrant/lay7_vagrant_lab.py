@@ -11,6 +11,8 @@ test, tests/lab/test_substrate.py, compares their signatures). Same methods, sam
     boot(name, wait=True)         power on; wait until SSH answers
     wait_ssh(name, timeout)       block until SSH answers; the seconds it took
     cut(name) / heal(name)        the private-network NIC (eth1) loses / regains its link
+    partition(a, b) / unpartition()   drop / pass again all frames between two VMs on the private
+                                  network (libvirt: nftables on its bridge); partitions() lists them
     exec(name, argv, ...)         run argv as root over SSH on the management network
                                   (works while eth1 is cut) -> subprocess.CompletedProcess
 
@@ -26,6 +28,7 @@ python-vagrant, which Molecule's driver imports).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -40,10 +43,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from lab.ssh import batch_options  # noqa: E402  (the repository root is on sys.path only from here)
+from lab.network import partition_reset_script, partition_ruleset  # noqa: E402  (the root is on sys.path only from here)
+from lab.ssh import batch_options  # noqa: E402
 
 SSH_TIMEOUT = 300.0  # software-emulated VMs boot in 60-90 s on the test machine
 PROVIDERS = ("libvirt", "virtualbox")
+# The host's nftables table that partitions the VMs' private network (libvirt's bridge); its own
+# name, so it never touches the lab's table or libvirt's rules.
+PARTITION_TABLE = "lay7_vagrant_partition"
+PARTITIONS_FILE = "lay7-partitions.json"
 
 
 class VagrantLabError(RuntimeError):
@@ -185,6 +193,51 @@ class VagrantLab:
 
     def heal(self, name: str) -> None:
         self._set_link(name, up=True)
+
+    # ------------------------------------------------------------------ partition
+    def _private_port(self, name: str) -> str:
+        """libvirt: the host-side device (vnetN) of the VM's private NIC, a port of the private
+        bridge. It changes when the VM is powered on again, so it is looked up at every change."""
+        rows = [r.split() for r in _run(["virsh", "-c", "qemu:///system", "domiflist",
+                                         self.machine_id(name)]).stdout.splitlines()[2:]]
+        ports = [r[0] for r in rows if len(r) >= 5]
+        if len(ports) < 2 or ports[1] == "-":
+            raise VagrantLabError(f"{name}: no host device for the private NIC (is the VM running?): {rows}")
+        return ports[1]
+
+    def partition(self, a: str, b: str) -> None:
+        """Drop all frames between VMs a and b on the private network, both ways (broadcast and
+        multicast included); everyone else still reaches both, and management is untouched."""
+        if a == b:
+            raise VagrantLabError(f"partition: needs two different hosts, got {a} twice")
+        pairs = self.partitions()
+        if (a, b) not in pairs and (b, a) not in pairs:
+            pairs.append((a, b))
+        self._apply_partitions(pairs)
+
+    def unpartition(self) -> None:
+        """Remove every partition."""
+        self._apply_partitions([])
+
+    def partitions(self) -> list[tuple[str, str]]:
+        path = self.machines_dir / PARTITIONS_FILE
+        return [(a, b) for a, b in json.loads(path.read_text())] if path.is_file() else []
+
+    def _apply_partitions(self, pairs: list[tuple[str, str]]) -> None:
+        if pairs and self.provider != "libvirt":
+            # VirtualBox's private network has no bridge on the host that nftables could filter.
+            raise VagrantLabError("partition needs the libvirt provider (VirtualBox has no host bridge to filter)")
+        for name in {n for pair in pairs for n in pair}:
+            self.instance(name)
+        script = partition_reset_script(PARTITION_TABLE)
+        if pairs:
+            script += partition_ruleset([(self._private_port(a), self._private_port(b)) for a, b in pairs],
+                                        PARTITION_TABLE)
+        proc = subprocess.run(["nft", "-f", "-"], input=script, capture_output=True, text=True, timeout=30,
+                              check=False)
+        if proc.returncode != 0:
+            raise VagrantLabError(f"nft refused the partition {pairs}: {proc.stderr.strip()[-500:]}")
+        (self.machines_dir / PARTITIONS_FILE).write_text(json.dumps([list(p) for p in pairs]) + "\n")
 
     # ------------------------------------------------------------------ commands
     def _ssh_argv(self, name: str) -> list[str]:

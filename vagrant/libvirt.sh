@@ -160,6 +160,11 @@ clean() {
             "${VIRSH[@]}" net-undefine "$net" >/dev/null 2>&1 || true
         fi
     done
+    # A partition the fault tests left (lay7_vagrant_lab.py, PARTITION_TABLE).
+    if nft list table bridge lay7_vagrant_partition >/dev/null 2>&1; then
+        log "removing nftables table bridge lay7_vagrant_partition"
+        nft delete table bridge lay7_vagrant_partition
+    fi
     if ip link show "$PRIVATE_BRIDGE" >/dev/null 2>&1; then
         log "removing bridge $PRIVATE_BRIDGE"
         ip link del "$PRIVATE_BRIDGE"

@@ -62,7 +62,7 @@ def test_cut_and_heal_toggle_the_bridge_side(topo, up, state):
 
 
 def test_partition_drops_both_directions_between_the_pair_only(topo):
-    rules = network.partition_ruleset([(topo.host("hap1"), topo.host("hap2"))])
+    rules = network.partition_ruleset([(topo.host("hap1").bridge_port, topo.host("hap2").bridge_port)])
     assert "table bridge lay7_partition" in rules
     assert "hook forward" in rules
     assert 'iifname "lay7-hap1" oifname "lay7-hap2" drop' in rules

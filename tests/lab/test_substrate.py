@@ -17,7 +17,8 @@ VERBS = sorted(n for n, v in vars(Substrate).items() if inspect.isfunction(v) an
 
 
 def test_the_protocol_names_the_verbs_the_verify_suite_uses():
-    assert VERBS == ["boot", "cut", "exec", "heal", "is_running", "is_up", "kill", "wait_ssh"]
+    assert VERBS == ["boot", "cut", "exec", "heal", "is_running", "is_up", "kill", "partition", "partitions",
+                     "unpartition", "wait_ssh"]
 
 
 @pytest.mark.parametrize("cls", [Lab, VagrantLab], ids=lambda c: c.__name__)
@@ -65,3 +66,68 @@ def test_vagrant_ssh_logs_in_with_the_shared_batch_options(tmp_path):
         ("-o", "StrictHostKeyChecking=no"), ("-o", "UserKnownHostsFile=/dev/null"), ("-o", "ConnectTimeout=5"),
         ("-o", "ServerAliveInterval=2"), ("-o", "ServerAliveCountMax=3"), ("-o", "ControlMaster=auto"),
         ("-o", "ControlPath=/c/lay7-vagrant-%C"), ("-o", "ControlPersist=120")}
+
+
+def _vagrant_lab_with_fakes(tmp_path, monkeypatch, provider="libvirt"):
+    """A VagrantLab over three recorded libvirt domains; virsh answers from a table and the
+    nft scripts it would load are collected instead of run."""
+    import subprocess
+
+    import lay7_vagrant_lab as vl
+
+    names = ("hap1", "hap2", "web1")
+    for i, name in enumerate(names):
+        record = tmp_path / name / provider / "id"
+        record.parent.mkdir(parents=True)
+        record.write_text(f"uuid-{name}\n")
+    domiflist = {f"uuid-{name}": (
+        " Interface   Type      Source          Model    MAC\n"
+        "-----------------------------------------------------------\n"
+        f" vnet{2 * i}       network   mgmt            virtio   52:54:00:00:00:0{2 * i}\n"
+        f" vnet{2 * i + 1}       bridge    lay7-vag0       virtio   52:54:00:00:00:0{2 * i + 1}\n")
+        for i, name in enumerate(names)}
+    scripts = []
+
+    def fake_run(argv, timeout=60, check=True):
+        assert argv[:4] == ["virsh", "-c", "qemu:///system", "domiflist"], argv
+        return subprocess.CompletedProcess(argv, 0, domiflist[argv[4]], "")
+
+    def fake_subprocess_run(argv, input=None, **_kw):  # noqa: A002 - subprocess.run's name
+        assert argv == ["nft", "-f", "-"], argv
+        scripts.append(input)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(vl, "_run", fake_run)
+    monkeypatch.setattr(vl.subprocess, "run", fake_subprocess_run)
+    instances = {n: vl.Instance(n, "192.168.121.1", 22, "vagrant", "/k") for n in names}
+    return VagrantLab(instances, tmp_path, provider=provider), scripts
+
+
+def test_vagrant_partition_filters_the_private_ports_of_the_pair_only(tmp_path, monkeypatch):
+    lab, scripts = _vagrant_lab_with_fakes(tmp_path, monkeypatch)
+    lab.partition("hap1", "hap2")
+    lab.partition("hap2", "hap1")  # the same pair: nothing added
+    assert lab.partitions() == [("hap1", "hap2")]
+    rules = scripts[-1]
+    assert rules.startswith("add table bridge lay7_vagrant_partition\ndelete table bridge lay7_vagrant_partition\n")
+    # hap1's private NIC is vnet1, hap2's vnet3 (the second NIC; the first is management).
+    assert 'iifname "vnet1" oifname "vnet3" drop' in rules and 'iifname "vnet3" oifname "vnet1" drop' in rules
+    assert rules.count(" drop") == 2 and "vnet0" not in rules and "vnet2" not in rules
+    lab.unpartition()
+    assert lab.partitions() == []
+    assert scripts[-1] == "add table bridge lay7_vagrant_partition\ndelete table bridge lay7_vagrant_partition\n"
+
+
+def test_vagrant_partition_refuses_what_it_cannot_do(tmp_path, monkeypatch):
+    import lay7_vagrant_lab as vl
+
+    lab, scripts = _vagrant_lab_with_fakes(tmp_path, monkeypatch)
+    with pytest.raises(vl.VagrantLabError, match="two different hosts"):
+        lab.partition("hap1", "hap1")
+    with pytest.raises(vl.VagrantLabError, match="unknown host 'db1'"):
+        lab.partition("hap1", "db1")
+    assert scripts == [] and lab.partitions() == []
+    vbox, scripts = _vagrant_lab_with_fakes(tmp_path / "vbox", monkeypatch, provider="virtualbox")
+    with pytest.raises(vl.VagrantLabError, match="libvirt"):
+        vbox.partition("hap1", "hap2")
+    assert scripts == []
