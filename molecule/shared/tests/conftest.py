@@ -47,24 +47,27 @@ EXPECTED_ROUTES = site.seed_contract()
 PAGE_TEXT = yaml.safe_load((ROOT / "inventory" / "lab" / "group_vars" / "webservers.yml").read_text())["apache_web_page_text"]
 SERVED_BY = "X-Served-By"
 STEADY_TIMEOUT = 120.0
+# The tests run on the nspawn lab (native speed) or on the Vagrant VMs (molecule/vagrant sets
+# LAY7_SUBSTRATE=vagrant), which are emulated in software: a few bounds below differ there.
+ON_VAGRANT = os.environ.get("LAY7_SUBSTRATE") == "vagrant"
 # The open-loop probe's schedule: one request every PROBE_INTERVAL per client kind (new
 # connection, keep-alive). On the lab, 5 ms: 400 requests/s through the VIP. The Vagrant VMs
 # are software-emulated with one CPU each, five of them on two host cores; measured there with
 # no fault at all, 400 requests/s already queue for 5-7 s (p99), 200/s for 0.7 s and 100/s for
 # 0.09 s, so any fault tipped requests over the client timeout. The fault tests check
 # failover, not throughput: on Vagrant they probe at 100 requests/s (20 ms).
-PROBE_INTERVAL = 0.02 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 0.005
+PROBE_INTERVAL = 0.02 if ON_VAGRANT else 0.005
 # The load-balancer fault tests' client timeout: a request not answered within it counts as
 # failed. 1 s on the lab. On the emulated VMs a reload makes HAProxy parse its configuration
 # on the holder's one emulated CPU (about 10 s per `systemctl reload` there), and requests
 # queue meanwhile: 20 reloads at 100 requests/s measured 0 errors but p99 0.82 s and a
 # maximum of 0.98 s, so a 1 s timeout turned slowness into "failures". 3 s there.
-PROBE_TIMEOUT = 3.0 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 1.0
+PROBE_TIMEOUT = 3.0 if ON_VAGRANT else 1.0
 # How long one tagged site.yml run from a test may take before it counts as hung. On the lab a
 # run limited to the load balancers takes 20-40 s; on the emulated VMs every task costs seconds
 # (fact gathering and the preflight on all five hosts, then the two load balancers one after
 # the other): about 5 minutes measured, so three times that.
-SITE_RUN_BOUND = 900.0 if os.environ.get("LAY7_SUBSTRATE") == "vagrant" else 300.0
+SITE_RUN_BOUND = 900.0 if ON_VAGRANT else 300.0
 
 
 def inventory_path() -> str:
@@ -226,7 +229,7 @@ def lab() -> Substrate:
     (LAY7_SUBSTRATE=vagrant, set by molecule/vagrant; vagrant/lay7_vagrant_lab.py). Both implement
     lab.substrate.Substrate; tests use no other method of it."""
     lab: Substrate
-    if os.environ.get("LAY7_SUBSTRATE") == "vagrant":
+    if ON_VAGRANT:
         sys.path.insert(0, str(ROOT / "vagrant"))  # not `import vagrant`: python-vagrant owns that name
         from lay7_vagrant_lab import VagrantLab
         lab = VagrantLab.from_env()
@@ -314,6 +317,7 @@ class Faults:
     killed: list[str] = field(default_factory=list)
     stopped: list[tuple[str, str]] = field(default_factory=list)
     cut_links: list[str] = field(default_factory=list)
+    partitioned: bool = False
 
     def stop_service(self, name: str, unit: str) -> None:
         self.stopped.append((name, unit))
@@ -347,7 +351,17 @@ class Faults:
         if name in self.cut_links:
             self.cut_links.remove(name)
 
+    def partition(self, a: str, b: str) -> None:
+        self.partitioned = True
+        self.lab.partition(a, b)
+
+    def unpartition(self) -> None:
+        self.lab.unpartition()
+        self.partitioned = False
+
     def restore(self) -> None:
+        if self.partitioned:
+            self.unpartition()
         for name in list(self.cut_links):
             self.heal(name)
         for name in list(self.killed):
