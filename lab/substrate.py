@@ -8,6 +8,11 @@ need from the machines they run against: one interface, two substrates.
 tests/lab/test_substrate.py checks that both classes offer every verb below with the same
 parameters, so the two cannot drift apart. A default written `...` here may differ between
 substrates (a VM boots slower than a container); any other default must be the same.
+
+Creating and destroying the machines is not part of it: each Molecule scenario owns that step
+(molecule/lab/create.yml and destroy.yml call `python -m lab up` / `down`; the Vagrant
+scenario's driver runs `vagrant up` / `destroy`), and the suite only ever meets machines that
+exist. A verb here is one the suite or the VRRP observations call on both substrates.
 """
 
 from __future__ import annotations
