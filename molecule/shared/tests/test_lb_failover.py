@@ -32,9 +32,9 @@ BOOT_BOUND = 120.0
 # lab a dead HAProxy costs clients at most 35 ms (make bench). The Vagrant VMs are emulated in
 # software: every program started costs 40-100 ms there (10-50 times native), and the path
 # from the kill to keepalived's FAULT (systemd reaps HAProxy, kills its worker, starts the
-# stop hook, which renames the track file) measured 0.66-0.95 s under the probe, clients saw
-# 0.72-1.0 s of failures by hand (one verify run: 0.82 s in multicast mode, but 3.0 s of
-# resets for new connections in unicast mode, not explained yet; docs/vagrant.md, run 7).
+# stop hook, which renames the track file) measured 0.58-0.95 s under the probe, clients saw
+# 0.40-1.0 s of failures (once 3.0 s of resets for new connections in unicast mode, in run 7 of
+# docs/vagrant.md, not seen again in run 8).
 # 2.5 s there still catches a fall back to the watchdog alone (3 failed checks, 1 s apart).
 DEATH_BOUND = 2.5 if ON_VAGRANT else 1.0
 # A silent master is declared dead after 3 adverts (+ ~1 ms skew); the margin absorbs a
