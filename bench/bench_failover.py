@@ -178,6 +178,15 @@ def _forge(lab: Lab, holder: str) -> None:
     lab.exec("web1", sender_argv(src, vrid, 254, 8.0, str(topo.vip), targets), timeout=30)
 
 
+def _partition_and_heal(lab: Lab, holder: str, probe: Probe) -> None:
+    """The load balancers stop hearing each other for 2 s (both take the VIP), then hear each
+    other again: what the split and the heal cost clients."""
+    lab.partition(*LBS)
+    time.sleep(2.0)
+    probe.mark("heal")
+    lab.unpartition()
+
+
 FAULTS = [
     Fault("haproxy_kill", "HAProxy SIGKILLed on the VIP holder (systemd restarts it)",
           lambda lab, h, p: _sh(lab, h, "kill -9 $(cat /run/haproxy.pid)"),
@@ -210,6 +219,8 @@ FAULTS = [
     Fault("backup_poweroff_planned", "systemctl poweroff on the backup, then booted (planned)",
           lambda lab, h, p: (_poweroff(lab, _other(h)), p.mark("boot"), lab.boot(_other(h))),
           lambda lab, h: _boot_if_down(lab, _other(h)), planned=True),
+    Fault("lb_partition", "the load balancers cannot hear each other for 2 s, then can again",
+          _partition_and_heal, lambda lab, h: lab.unpartition()),
     Fault("forged_adverts", "8 s of forged adverts (priority 254, our router id) from web1",
           lambda lab, h, p: _forge(lab, h), lambda lab, h: None),
     Fault("apache_kill", "Apache SIGKILLed on web2 while /a/ is probed",
