@@ -169,16 +169,20 @@ class VagrantLab:
         raise VagrantLabError(f"{name} did not answer SSH within {timeout:.0f} s (last: {last[-300:]})")
 
     # ------------------------------------------------------------------ cable
+    def _private_nic_row(self, name: str) -> list[str]:
+        """libvirt: `virsh domiflist`'s row of the VM's second NIC, eth1 on the private network
+        (the first is management): host device (vnetN), type, source, model, MAC."""
+        rows = [r.split() for r in _run(["virsh", "-c", "qemu:///system", "domiflist",
+                                         self.machine_id(name)]).stdout.splitlines()[2:]]
+        nics = [r for r in rows if len(r) >= 5]
+        if len(nics) < 2:
+            raise VagrantLabError(f"{name}: expected two NICs (management, private), found {nics}")
+        return nics[1]
+
     def _private_nic(self, name: str) -> str:
-        """The MAC of the VM's second NIC: eth1, the private network (the first is management)."""
-        mid = self.machine_id(name)
-        if self.provider == "libvirt":
-            rows = [r.split() for r in _run(["virsh", "-c", "qemu:///system", "domiflist", mid]).stdout.splitlines()[2:]]
-            macs = [r[-1] for r in rows if len(r) >= 5]
-            if len(macs) < 2:
-                raise VagrantLabError(f"{name}: expected two NICs (management, private), found {macs}")
-            return macs[1]
-        return "2"  # VirtualBox: NIC numbers; 1 is NAT (management), 2 the private network
+        """The private NIC as the provider names it for a link change: libvirt its MAC,
+        VirtualBox its number (1 is NAT, management; 2 the private network)."""
+        return self._private_nic_row(name)[-1] if self.provider == "libvirt" else "2"
 
     def _set_link(self, name: str, up: bool) -> None:
         mid, nic = self.machine_id(name), self._private_nic(name)
@@ -198,12 +202,10 @@ class VagrantLab:
     def _private_port(self, name: str) -> str:
         """libvirt: the host-side device (vnetN) of the VM's private NIC, a port of the private
         bridge. It changes when the VM is powered on again, so it is looked up at every change."""
-        rows = [r.split() for r in _run(["virsh", "-c", "qemu:///system", "domiflist",
-                                         self.machine_id(name)]).stdout.splitlines()[2:]]
-        ports = [r[0] for r in rows if len(r) >= 5]
-        if len(ports) < 2 or ports[1] == "-":
-            raise VagrantLabError(f"{name}: no host device for the private NIC (is the VM running?): {rows}")
-        return ports[1]
+        port = self._private_nic_row(name)[0]
+        if port == "-":
+            raise VagrantLabError(f"{name}: no host device for the private NIC (is the VM running?)")
+        return port
 
     def partition(self, a: str, b: str) -> None:
         """Drop all frames between VMs a and b on the private network, both ways (broadcast and
@@ -227,8 +229,6 @@ class VagrantLab:
         if pairs and self.provider != "libvirt":
             # VirtualBox's private network has no bridge on the host that nftables could filter.
             raise VagrantLabError("partition needs the libvirt provider (VirtualBox has no host bridge to filter)")
-        for name in {n for pair in pairs for n in pair}:
-            self.instance(name)
         script = partition_reset_script(PARTITION_TABLE)
         if pairs:
             script += partition_ruleset([(self._private_port(a), self._private_port(b)) for a, b in pairs],

@@ -113,6 +113,8 @@ def test_vagrant_partition_filters_the_private_ports_of_the_pair_only(tmp_path, 
     # hap1's private NIC is vnet1, hap2's vnet3 (the second NIC; the first is management).
     assert 'iifname "vnet1" oifname "vnet3" drop' in rules and 'iifname "vnet3" oifname "vnet1" drop' in rules
     assert rules.count(" drop") == 2 and "vnet0" not in rules and "vnet2" not in rules
+    # The same row gives cut/heal the NIC's MAC.
+    assert lab._private_nic("hap1") == "52:54:00:00:00:01"
     lab.unpartition()
     assert lab.partitions() == []
     assert scripts[-1] == "add table bridge lay7_vagrant_partition\ndelete table bridge lay7_vagrant_partition\n"

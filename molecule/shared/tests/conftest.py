@@ -321,7 +321,6 @@ class Faults:
     killed: list[str] = field(default_factory=list)
     stopped: list[tuple[str, str]] = field(default_factory=list)
     cut_links: list[str] = field(default_factory=list)
-    partitioned: bool = False
 
     def stop_service(self, name: str, unit: str) -> None:
         self.stopped.append((name, unit))
@@ -355,17 +354,10 @@ class Faults:
         if name in self.cut_links:
             self.cut_links.remove(name)
 
-    def partition(self, a: str, b: str) -> None:
-        self.partitioned = True
-        self.lab.partition(a, b)
-
-    def unpartition(self) -> None:
-        self.lab.unpartition()
-        self.partitioned = False
-
     def restore(self) -> None:
-        if self.partitioned:
-            self.unpartition()
+        # The substrate keeps its partitions itself: nothing to remember here.
+        if self.lab.partitions():
+            self.lab.unpartition()
         for name in list(self.cut_links):
             self.heal(name)
         for name in list(self.killed):

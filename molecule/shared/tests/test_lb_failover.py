@@ -325,12 +325,12 @@ def test_partitioned_load_balancers_heal_to_one_holder(faults, inventory, lab, n
     holder, other = inventory.master, inventory.backup
     t_wall = time.time()
     with probing(inventory) as run:
-        faults.partition(holder, other)
+        lab.partition(holder, other)
         split = wait_for(lambda: sorted(vip_holders(lab, inventory)) == sorted([holder, other]), FAILOVER_BOUND,
                          "both load balancers holding the VIP while partitioned", 0.05)
         time.sleep(1.0)
         healed_at = run["probe"].mark("heal")
-        faults.unpartition()
+        lab.unpartition()
         one = wait_for(lambda: len(vip_holders(lab, inventory)) == 1, FAILOVER_BOUND,
                        "one VIP holder after the partition healed", 0.05)
     result = run["result"]
