@@ -32,6 +32,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _answer(self) -> None:
+        # .../slow/<seconds>: a request that keeps its server session open that long.
+        if "/slow/" in self.path:
+            time.sleep(float(self.path.rsplit("/slow/", 1)[1]))
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -76,10 +79,13 @@ class NamedBackend:
             self._server = None
 
 
-def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: pathlib.Path, nbthread: int = 1) -> str:
+def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: pathlib.Path, nbthread: int = 1,
+                  fallback_servers: bool = False) -> str:
     """A minimal haproxy.cfg around the compiled frontend lines.
 
-    ``server_ports`` maps (backend, server) to the loopback port that server listens on."""
+    ``server_ports`` maps (backend, server) to the loopback port that server listens on.
+    With ``fallback_servers``, each backend also gets its fallback's stand-ins (backup
+    servers tracking the fallback's servers), as the haproxy_l7 role writes them."""
     lines = [
         "global",
         f"  stats socket {sock} level admin",
@@ -104,13 +110,21 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
             port = server_ports[(be["name"], srv["name"])]
             backup = " backup" if srv["backup"] else ""
             lines.append(f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']}{backup}")
+        if fallback_servers and be.get("fallback_servers"):
+            lines.append("  option allbackups")
+            for srv in be["fallback_servers"]:
+                port = server_ports[tuple(srv["track"].split("/"))]
+                lines.append(
+                    f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']} backup no-check track {srv['track']}"
+                )
     return "\n".join(lines) + "\n"
 
 
 class HAProxy:
     """Write the config and maps into ``workdir``, validate with ``haproxy -c``, run it."""
 
-    def __init__(self, compiled: dict, server_ports: dict, workdir: pathlib.Path, nbthread: int = 1):
+    def __init__(self, compiled: dict, server_ports: dict, workdir: pathlib.Path, nbthread: int = 1,
+                 fallback_servers: bool = False):
         self.workdir = pathlib.Path(workdir)
         self.port = free_port()
         self.sock = self.workdir / "admin.sock"
@@ -119,7 +133,7 @@ class HAProxy:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(m["content"])
         self.cfg = self.workdir / "haproxy.cfg"
-        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread))
+        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers))
         self.proc = None
 
     def check(self) -> str:

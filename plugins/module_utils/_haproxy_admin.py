@@ -1,0 +1,117 @@
+# -*- coding: utf-8 -*-
+# Copyright: lay7.ha maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HAProxy's admin socket (the runtime API), for the lay7.ha modules. Internal.
+
+One connection per command (the socket's non-interactive mode): HAProxy answers and
+closes. Success of a "set" command is an empty answer; anything else is HAProxy's
+error text, raised as AdminError so a typo never passes as a change.
+"""
+
+from __future__ import annotations
+
+import socket
+
+# srv_admin_state bits of "show servers state" (HAProxy's enum srv_admin): what an
+# operator forced, what a tracked server passed down, what the configuration says.
+FORCED_MAINT = 0x01
+INHERITED_MAINT = 0x02
+CONFIG_MAINT = 0x04
+FORCED_DRAIN = 0x08
+INHERITED_DRAIN = 0x10
+# srv_op_state: 0 stopped (down), 1 starting, 2 running (up), 3 stopping.
+OP_RUNNING = 2
+
+
+class AdminError(Exception):
+    """HAProxy refused a command, or the socket could not be used."""
+
+
+class AdminSocket:
+    """Send commands to one HAProxy process through its admin socket."""
+
+    def __init__(self, path: str, timeout: float = 5.0):
+        self.path = path
+        self.timeout = timeout
+
+    def command(self, line: str) -> str:
+        if "\n" in line or ";" in line:
+            # One command per call: a ';' would chain further commands past the caller's checks.
+            raise AdminError(f"refusing a command with a newline or ';': {line!r}")
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(self.timeout)
+                conn.connect(self.path)
+                conn.sendall(line.encode() + b"\n")
+                chunks = []
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise AdminError(f"cannot use the HAProxy admin socket {self.path}: {exc}") from exc
+        return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def change(self, line: str) -> None:
+        """A command that answers nothing when it worked."""
+        answer = self.command(line).strip()
+        if answer:
+            raise AdminError(f"HAProxy refused '{line}': {answer}")
+
+    def servers_state(self) -> list:
+        return parse_servers_state(self.command("show servers state"))
+
+    def stat(self) -> list:
+        return parse_stat(self.command("show stat"))
+
+
+def parse_servers_state(text: str) -> list:
+    """Rows of "show servers state" (format version 1) as dicts keyed by its header."""
+    header = None
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("# "):
+            header = line[2:].split()
+            continue
+        if not line.strip() or header is None:
+            continue  # the format version line, blank separators
+        fields = line.split()
+        rec = dict(zip(header, fields))
+        for key in ("srv_op_state", "srv_admin_state", "srv_uweight", "srv_iweight"):
+            rec[key] = int(rec[key])
+        rows.append(rec)
+    if header is None and text.strip() not in ("", "1"):
+        raise AdminError(f"unexpected answer to 'show servers state': {text.strip()[:200]}")
+    return rows
+
+
+def parse_stat(text: str) -> list:
+    """The server rows of "show stat" (CSV) as dicts, FRONTEND/BACKEND rows left out."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        raise AdminError(f"unexpected answer to 'show stat': {text.strip()[:200]}")
+    header = lines[0][2:].split(",")
+    rows = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        rec = dict(zip(header, line.split(",")))
+        if rec.get("svname") in ("FRONTEND", "BACKEND"):
+            continue
+        rows.append(rec)
+    return rows
+
+
+def forced_state(admin_state: int) -> str:
+    """What an operator set: maint, drain or ready (inherited and configured states aside)."""
+    if admin_state & FORCED_MAINT:
+        return "maint"
+    if admin_state & FORCED_DRAIN:
+        return "drain"
+    return "ready"
+
+
+def sessions(row: dict) -> int:
+    """Sessions on a server plus requests queued for it (both must end before it is idle)."""
+    return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
