@@ -36,10 +36,17 @@ def run_site(inventory: str | Path, extra: dict, tags: str | None = None, limit:
              timeout: float = 300) -> subprocess.CompletedProcess:
     """ansible-playbook site.yml with `extra` as extra vars (the highest precedence); the
     result is returned, not checked: callers decide what a failure means."""
+    return run_playbook(inventory, str(ROOT / "site.yml"), extra, tags=tags, limit=limit, timeout=timeout)
+
+
+def run_playbook(inventory: str | Path, playbook: str, extra: dict, tags: str | None = None,
+                 limit: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """ansible-playbook on a path or on a collection playbook's name (lay7.ha.web_drain), as
+    an operator runs it; the result is returned, not checked."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    playbook = Path(sys.executable).with_name("ansible-playbook")
-    argv = [str(playbook), "-i", str(inventory), str(ROOT / "site.yml"), "-e", json.dumps(extra)]
+    binary = Path(sys.executable).with_name("ansible-playbook")
+    argv = [str(binary), "-i", str(inventory), playbook, "-e", json.dumps(extra)]
     if tags:
         argv += ["--tags", tags]
     if limit:

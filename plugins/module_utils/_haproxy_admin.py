@@ -115,3 +115,20 @@ def forced_state(admin_state: int) -> str:
 def sessions(row: dict) -> int:
     """Sessions on a server plus requests queued for it (both must end before it is idle)."""
     return int(row.get("scur") or 0) + int(row.get("qcur") or 0)
+
+
+def healthy(stat_row: dict, op_state: int) -> bool:
+    """Checks pass, counted the way HAProxy counts them.
+
+    A server leaving maintenance is taken as up at once, with its check health set to
+    "rise" and a check due ("start OK but check immediately" in HAProxy's server.c), so
+    "running" alone would call a dead server healthy. Full health is rise + fall - 1,
+    reached only after a check has passed since then (when fall is above 1)."""
+    if op_state != OP_RUNNING:
+        return False
+    try:
+        rise, fall, health = (int(stat_row[k]) for k in ("check_rise", "check_fall", "check_health"))
+    except (KeyError, ValueError):
+        return True  # not checked: up is up
+    return health >= rise + fall - 1
+

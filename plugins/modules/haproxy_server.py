@@ -81,6 +81,9 @@ options:
         drained (checks go on), so a server can be proven healthy before it takes traffic again; not
         in V(maint), where checks are stopped.
       - Default is V(health) when O(state=ready), else V(sessions).
+      - With O(state=ready) and V(health), a server that is not ready yet is brought back safely - it
+        is proven healthy while drained (a server in maintenance is drained first, so that its checks
+        run) and made ready only then. If it does not become healthy in time, it is left drained.
     type: str
     choices: [sessions, health]
   wait_timeout:
@@ -185,8 +188,8 @@ from ansible_collections.lay7.ha.plugins.module_utils._haproxy_admin import (
     AdminError,
     AdminSocket,
     CONFIG_MAINT,
-    OP_RUNNING,
     forced_state,
+    healthy,
     sessions,
 )
 
@@ -277,18 +280,30 @@ def main():
         # Weight first when the server comes back, state first when it leaves: it never
         # takes traffic at a weight it was not meant to have.
         commands = [c for c in ((weight_cmd, state_cmd) if after_state == "ready" else (state_cmd, weight_cmd)) if c]
-        if p["wait"] and wait_for == "health" and after_state == "maint":
-            module.fail_json(msg=f"cannot wait for the health of {_key(row)} in maintenance: its checks are stopped")
-        plan.append((row, before_state, after_state, before_weight, after_weight, commands))
+        first, last = commands, []
+        if p["wait"] and wait_for == "health":
+            if after_state == "maint":
+                module.fail_json(msg=f"cannot wait for the health of {_key(row)} in maintenance: its checks are stopped")
+            if after_state == "ready" and before_state != "ready":
+                # Coming back: proven healthy while still drained (from maintenance, drained
+                # first so that checks run), then ready. A server that never gets healthy
+                # is left drained, never ready and failing.
+                first = [f"set server {_key(row)} state drain"] if before_state == "maint" else []
+                last = commands
+        plan.append((row, before_state, after_state, before_weight, after_weight, first, last))
 
-    changed = any(commands for *_ignored, commands in plan)
-    if changed and not module.check_mode:
+    changed = any(first or last for *_ignored, first, last in plan)
+
+    def send(step):
         try:
-            for *_ignored, commands in plan:
-                for command in commands:
+            for *_ignored, first, last in plan:
+                for command in (first if step == 0 else last):
                     admin.change(command)
         except AdminError as exc:
             module.fail_json(msg=str(exc), changed=True)
+
+    if not module.check_mode:
+        send(0)
 
     waited = 0.0
     stats_now = stats
@@ -299,11 +314,11 @@ def main():
         while True:
             try:
                 stats_now = {f"{row['pxname']}/{row['svname']}": row for row in admin.stat()}
-                running = {_key(row): row["srv_op_state"] == OP_RUNNING for row in admin.servers_state()}
+                op_states = {_key(row): row["srv_op_state"] for row in admin.servers_state()}
             except AdminError as exc:
                 module.fail_json(msg=str(exc), changed=changed)
             if wait_for == "health":
-                pending = [_key(row) for row in chosen if not running.get(_key(row))]
+                pending = [_key(row) for row in chosen if not healthy(stats_now.get(_key(row), {}), op_states.get(_key(row)))]
                 what = "failing their health checks"
             else:
                 pending = [f"{key} ({sessions(stats_now[key])})" for key in watched if key in stats_now and sessions(stats_now[key])]
@@ -316,9 +331,16 @@ def main():
                 break
             time.sleep(p["wait_interval"])
 
+    if failure is None and not module.check_mode and any(last for *_ignored, last in plan):
+        send(1)
+        try:
+            stats_now = {f"{row['pxname']}/{row['svname']}": row for row in admin.stat()}
+        except AdminError as exc:
+            module.fail_json(msg=str(exc), changed=True)
+
     servers = []
     before_text = after_text = ""
-    for row, before_state, after_state, before_weight, after_weight, _commands in plan:
+    for row, before_state, after_state, before_weight, after_weight, _first, _last in plan:
         stat = stats_now.get(_key(row), {})
         servers.append({
             "backend": row["be_name"],

@@ -80,12 +80,13 @@ class NamedBackend:
 
 
 def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: pathlib.Path, nbthread: int = 1,
-                  fallback_servers: bool = False) -> str:
+                  fallback_servers: bool = False, fall: int = 1) -> str:
     """A minimal haproxy.cfg around the compiled frontend lines.
 
     ``server_ports`` maps (backend, server) to the loopback port that server listens on.
     With ``fallback_servers``, each backend also gets its fallback's stand-ins (backup
-    servers tracking the fallback's servers), as the haproxy_l7 role writes them."""
+    servers tracking the fallback's servers), as the haproxy_l7 role writes them. ``fall``:
+    failed checks before a server is marked down."""
     lines = [
         "global",
         f"  stats socket {sock} level admin",
@@ -97,7 +98,7 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
         "  timeout connect 1s",
         "  timeout client 10s",
         "  timeout server 10s",
-        "  default-server check inter 100ms fastinter 100ms downinter 100ms fall 1 rise 1",
+        f"  default-server check inter 100ms fastinter 100ms downinter 100ms fall {fall} rise 1",
         "frontend fe_lay7",
         f"  bind {LOOPBACK}:{frontend_port}",
     ]
@@ -124,7 +125,7 @@ class HAProxy:
     """Write the config and maps into ``workdir``, validate with ``haproxy -c``, run it."""
 
     def __init__(self, compiled: dict, server_ports: dict, workdir: pathlib.Path, nbthread: int = 1,
-                 fallback_servers: bool = False):
+                 fallback_servers: bool = False, fall: int = 1):
         self.workdir = pathlib.Path(workdir)
         self.port = free_port()
         self.sock = self.workdir / "admin.sock"
@@ -133,7 +134,7 @@ class HAProxy:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(m["content"])
         self.cfg = self.workdir / "haproxy.cfg"
-        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers))
+        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers, fall))
         self.proc = None
 
     def check(self) -> str:

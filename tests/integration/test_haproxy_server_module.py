@@ -43,7 +43,9 @@ def lb(tmp_path):
     compiled = compile_routes(ROUTES, BACKENDS, "main", map_dir=str(tmp_path / "maps"))
     hosts = {name: NamedBackend(name) for name in ("web1", "web2", "web3")}
     ports = {(be["name"], srv["name"]): hosts[srv["name"]].port for be in compiled["backends"] for srv in be["servers"]}
-    proxy = HAProxy(compiled, ports, tmp_path, fallback_servers=True)
+    # Two failed checks mark a server down, as the role's default does: a check passed since a
+    # server left maintenance is then visible in its check health.
+    proxy = HAProxy(compiled, ports, tmp_path, fallback_servers=True, fall=2)
     try:
         for host in hosts.values():
             host.start()
@@ -199,6 +201,20 @@ def test_ready_with_wait_fails_while_the_server_is_down(lb, tmp_path):
     result = run_module(proxy, tmp_path, name="web1", state="ready", wait=True, wait_timeout=1, wait_interval=0.2)
     assert result.get("failed") and not result["changed"]
     assert "failing their health checks" in result["msg"] and "main/web1" in result["msg"]
+
+
+def test_ready_from_maint_is_left_drained_when_the_server_stays_down(lb, tmp_path):
+    proxy, hosts = lb
+    assert run_module(proxy, tmp_path, name="web3", state="maint")["changed"]
+    hosts["web3"].stop()
+    result = run_module(proxy, tmp_path, name="web3", state="ready", wait=True, wait_timeout=2, wait_interval=0.2)
+    assert result.get("failed") and result["changed"] and "failing their health checks" in result["msg"], result
+    states = admin_states(proxy)
+    assert states["b_pool/web3"][0] == 0x08 and states["spare_pool/web3"][0] == 0x08, "not left drained"
+    hosts["web3"].start()
+    back = run_module(proxy, tmp_path, name="web3", state="ready", wait=True, wait_timeout=10)
+    assert back["changed"] and not back.get("failed")
+    assert {s["status"] for s in back["servers"]} == {"UP"}, back["servers"]
 
 
 def test_health_is_awaited_while_the_server_stays_drained(lb, tmp_path):

@@ -1,0 +1,165 @@
+"""Day-2 operations through the collection's playbooks, as clients see them through the VIP.
+
+Each operation runs while the open-loop probe sends requests (new-connection and keep-alive
+clients) on the paths of the servers it touches; the operation must cost 0 failed requests,
+and what HAProxy reports on every load balancer must say the operation really happened (a
+drained server gets no new request, a failed update leaves its server drained). The time each
+operation took is written to build/operations-timings.json for docs/operations.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+import pytest
+
+from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, ROOT, SITE_RUN_BOUND, inventory_path
+from lab.probe import Probe
+from lab.site import run_playbook
+
+# The seed routes of each web server: the probe asks for these paths.
+PATHS = {"web1": "/", "web2": "/a/ops", "web3": "/b/ops"}
+# srv_admin_state bits: drain forced on the server, or inherited by a fallback stand-in that
+# tracks it.
+DRAIN_BITS = 0x08 | 0x10
+WORK_DIR = ROOT / "build" / "operations"
+
+
+def run_ops(playbook: str, extra: dict, timeout: float = SITE_RUN_BOUND):
+    return run_playbook(inventory_path(), f"lay7.ha.{playbook}", extra, timeout=timeout)
+
+
+def admin_states(node, address: str) -> dict:
+    """backend/server -> srv_admin_state of the servers at an address, on one load balancer."""
+    out = node.check_output("echo 'show servers state' | socat stdio /run/haproxy/admin.sock")
+    states = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 6 and not line.startswith("#") and fields[4] == address:
+            states[f"{fields[1]}/{fields[3]}"] = int(fields[6])
+    assert states, f"no server at {address} in HAProxy: {out}"
+    return states
+
+
+@contextlib.contextmanager
+def probing(inventory, paths: list[str]):
+    """One probe per path, sharing the suite's request rate; yields {path: probe} and, after
+    the block (plus a second to settle), {path: result} under "results"."""
+    out: dict = {}
+    probes = {path: Probe(inventory.vip, 80, path, interval=PROBE_INTERVAL * len(paths), timeout=PROBE_TIMEOUT,
+                          max_duration=SITE_RUN_BOUND + 60).start() for path in paths}
+    try:
+        time.sleep(1.0)
+        out["probes"] = probes
+        yield out
+        time.sleep(1.0)
+    finally:
+        out["results"] = {path: probe.stop() for path, probe in probes.items()}
+
+
+def assert_nothing_failed(results: dict) -> None:
+    for path, result in results.items():
+        for kind in ("new", "keepalive"):
+            s = result.summary(kind)
+            assert s["requests"] > 0, f"{path} ({kind}): no request was sent"
+            assert s["failed"] == 0, f"{path} ({kind}): {s['failed']} failed: {dict(s['errors'])}"
+
+
+@pytest.fixture(scope="module")
+def op_timings():
+    data: dict = {}
+    yield data
+    if data:
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        data["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        (ROOT / "build" / "operations-timings.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+@pytest.fixture
+def back_to_ready(inventory, steady):
+    """Whatever a test drained is put back (and the topology is healthy) afterwards."""
+    steady.wait()
+    yield
+    for web in inventory.webservers:
+        run_ops("web_drain", {"lay7_web_host": web, "lay7_web_action": "ready"})
+    steady.wait()
+
+
+def test_drain_and_undrain_cost_no_request(inventory, nodes, back_to_ready, op_timings):
+    web = "web2"
+    address = inventory.addresses[web]
+    with probing(inventory, [PATHS[web]]) as run:
+        t0 = time.monotonic()
+        drained = run_ops("web_drain", {"lay7_web_host": web})
+        op_timings["drain_s"] = round(time.monotonic() - t0, 1)
+        assert drained.returncode == 0, drained.stdout + drained.stderr
+        mark = run["probes"][PATHS[web]].mark("drained")
+        for lb in inventory.loadbalancers:
+            states = admin_states(nodes[lb], address)
+            assert all(state & DRAIN_BITS and not state & ~DRAIN_BITS for state in states.values()), f"{lb}: {states}"
+        time.sleep(3.0)  # traffic while drained
+        undrain = run["probes"][PATHS[web]].mark("undrain")
+        t0 = time.monotonic()
+        ready = run_ops("web_drain", {"lay7_web_host": web, "lay7_web_action": "ready"})
+        op_timings["undrain_s"] = round(time.monotonic() - t0, 1)
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        back = run["probes"][PATHS[web]].mark("ready")
+    for lb in inventory.loadbalancers:
+        states = admin_states(nodes[lb], address)
+        assert all(state == 0 for state in states.values()), f"{lb}: {states}"
+    result = run["results"][PATHS[web]]
+    assert_nothing_failed(run["results"])
+    while_drained = [r for r in result.records if r.ok and mark + 0.5 <= r.scheduled_s < undrain]
+    assert while_drained, "no request was answered while the server was drained"
+    assert not [r for r in while_drained if r.served_by == web], f"{web} got requests while drained"
+    assert any(r.served_by == web for r in result.records if r.ok and r.scheduled_s > back), f"{web} got nothing back"
+
+
+def test_rolling_update_costs_no_request(inventory, nodes, back_to_ready, op_timings):
+    """The update tasks restart Apache: without the drain that would reset requests."""
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    tasks = WORK_DIR / "restart_apache.yml"
+    tasks.write_text(
+        "- name: Restart Apache (the update under test)\n"
+        "  ansible.builtin.systemd_service:\n    name: apache2\n    state: restarted\n"
+    )
+    started = {web: int(nodes[web].check_output("systemctl show -p ActiveEnterTimestampMonotonic --value apache2"))
+               for web in inventory.webservers}
+    with probing(inventory, list(PATHS.values())) as run:
+        t0 = time.monotonic()
+        updated = run_ops("web_rolling_update", {"lay7_web_update_tasks": str(tasks)})
+        op_timings["rolling_update_s"] = round(time.monotonic() - t0, 1)
+        assert updated.returncode == 0, updated.stdout + updated.stderr
+    assert_nothing_failed(run["results"])
+    for web in inventory.webservers:
+        now = int(nodes[web].check_output("systemctl show -p ActiveEnterTimestampMonotonic --value apache2"))
+        assert now > started[web], f"Apache on {web} was not restarted by the update tasks"
+        for lb in inventory.loadbalancers:
+            assert set(admin_states(nodes[lb], inventory.addresses[web]).values()) == {0}
+
+
+def test_rolling_update_stops_at_the_first_failure_with_that_server_drained(inventory, nodes, back_to_ready):
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    tasks = WORK_DIR / "fail_on_web2.yml"
+    tasks.write_text(
+        "- name: Fail the update on web2 (the failure under test)\n"
+        "  ansible.builtin.fail:\n    msg: update failed on purpose\n"
+        "  when: inventory_hostname == 'web2'\n"
+    )
+    updated = run_ops("web_rolling_update", {"lay7_web_update_tasks": str(tasks)})
+    assert updated.returncode != 0, "a failed update must fail the run"
+    assert "update failed on purpose" in updated.stdout
+    for lb in inventory.loadbalancers:
+        states = {web: admin_states(nodes[lb], inventory.addresses[web]) for web in inventory.webservers}
+        assert all(state == 0 for web in ("web1", "web3") for state in states[web].values()), f"{lb}: {states}"
+        assert all(state & DRAIN_BITS and not state & ~DRAIN_BITS for state in states["web2"].values()), f"{lb}: {states}"
+
+
+def test_drain_refuses_a_host_that_is_not_a_web_server(inventory, nodes, back_to_ready):
+    refused = run_ops("web_drain", {"lay7_web_host": inventory.master})
+    assert refused.returncode != 0 and "lay7_web_host must name a host of the webservers group" in refused.stdout
+    for lb in inventory.loadbalancers:
+        for web in inventory.webservers:
+            assert set(admin_states(nodes[lb], inventory.addresses[web]).values()) == {0}
