@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, ROOT, SITE_RUN_BOUND, inventory_path
+from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, ROOT, SITE_RUN_BOUND, holder_and_other, inventory_path, journal, vip_holders
+from lab.observe import VRRP_TAG
 from lab.probe import Probe
 from lab.site import run_playbook
 
@@ -163,3 +164,45 @@ def test_drain_refuses_a_host_that_is_not_a_web_server(inventory, nodes, back_to
     for lb in inventory.loadbalancers:
         for web in inventory.webservers:
             assert set(admin_states(nodes[lb], inventory.addresses[web]).values()) == {0}
+
+
+def test_lb_maintenance_moves_the_vip_only_by_planned_releases(inventory, nodes, lab, steady, op_timings):
+    """The VIP holder is maintained (its update restarts HAProxy, which would reset every client
+    connection on it): the VIP leaves by a planned release, comes back by another, and the
+    clients lose nothing."""
+    steady.wait()
+    holder, other = holder_and_other(lab, inventory)
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    tasks = WORK_DIR / "restart_haproxy.yml"
+    tasks.write_text(
+        "- name: Restart HAProxy (the update under test)\n"
+        "  ansible.builtin.systemd_service:\n    name: haproxy\n    state: restarted\n"
+    )
+    since = time.time()
+    with probing(inventory, ["/"]) as run:
+        t0 = time.monotonic()
+        done = run_ops("lb_maintenance", {"lay7_lb_host": holder, "lay7_lb_update_tasks": str(tasks)})
+        op_timings["lb_maintenance_s"] = round(time.monotonic() - t0, 1)
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert_nothing_failed(run["results"])
+    assert vip_holders(lab, inventory) == [holder], "the VIP did not come back"
+    # A planned release makes its node ineligible (FAULT) and hands the VIP over with a
+    # priority-0 advert; a failover is a FAULT without it (HAProxy died, the watchdog failed)
+    # or a node taking the VIP without a release. One move away, one back.
+    masters = 0
+    for node in (holder, other):
+        log = journal(nodes[node], since, "-t", "lay7-keepalived", "-t", VRRP_TAG)
+        assert log.count("(planned") == 1, f"{node}: expected one planned release:\n{log}"
+        assert log.count("Entering FAULT STATE") == 1, f"{node}: a FAULT other than its planned release:\n{log}"
+        masters += log.count("Entering MASTER STATE")
+    assert masters == 2, f"the VIP moved {masters} times, expected away and back"
+    steady.wait()
+
+
+def test_lb_maintenance_refuses_when_no_peer_can_take_the_vip(inventory, nodes, lab, faults):
+    holder, other = holder_and_other(lab, inventory)
+    faults.stop_service(other, "keepalived")
+    refused = run_ops("lb_maintenance", {"lay7_lb_host": holder})
+    assert refused.returncode != 0 and "would leave nobody to serve it. Nothing was changed" in refused.stdout
+    assert vip_holders(lab, inventory) == [holder]
+    assert nodes[holder].service("keepalived").is_running
