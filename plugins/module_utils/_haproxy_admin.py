@@ -38,11 +38,14 @@ class AdminSocket:
         if "\n" in line or ";" in line:
             # One command per call: a ';' would chain further commands past the caller's checks.
             raise AdminError(f"refusing a command with a newline or ';': {line!r}")
+        return self._send(line + "\n")
+
+    def _send(self, text: str) -> str:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(self.timeout)
                 conn.connect(self.path)
-                conn.sendall(line.encode() + b"\n")
+                conn.sendall(text.encode())
                 chunks = []
                 while True:
                     chunk = conn.recv(65536)
@@ -52,6 +55,12 @@ class AdminSocket:
         except OSError as exc:
             raise AdminError(f"cannot use the HAProxy admin socket {self.path}: {exc}") from exc
         return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def command_with_payload(self, line: str, payload: list) -> str:
+        """A command followed by lines of payload ("<<", the lines, an empty line)."""
+        if "\n" in line or ";" in line or any("\n" in item or not item.strip() for item in payload):
+            raise AdminError(f"refusing a payload with an empty line or a newline inside a line: {line!r}")
+        return self._send(line + " <<\n" + "".join(item + "\n" for item in payload) + "\n")
 
     def change(self, line: str) -> None:
         """A command that answers nothing when it worked."""
@@ -132,3 +141,29 @@ def healthy(stat_row: dict, op_state: int) -> bool:
         return True  # not checked: up is up
     return health >= rise + fall - 1
 
+
+
+def parse_map(text: str) -> list:
+    """(key, value) pairs of "show map <map>" in HAProxy's order (each line: "<ref> <key> <value>")."""
+    entries = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        fields = line.split(None, 2)
+        if len(fields) < 2 or not fields[0].startswith("0x"):
+            raise AdminError(f"unexpected answer to 'show map': {text.strip()[:200]}")
+        entries.append((fields[1], fields[2] if len(fields) > 2 else ""))
+    return entries
+
+
+def map_entries(content: str) -> list:
+    """(key, value) pairs of a map file's text, as HAProxy reads it: blank lines and
+    '#' comments skipped, the key up to the first blank, the value the rest."""
+    entries = []
+    for line in content.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        fields = stripped.split(None, 1)
+        entries.append((fields[0], fields[1].strip() if len(fields) > 1 else ""))
+    return entries

@@ -84,6 +84,9 @@ VAR_HOST_KEY = "txn.lay7_hostpath"
 VAR_METHOD_HOST_KEY = "txn.lay7_mhostpath"
 VAR_METHOD_KEY = "txn.lay7_mpath"
 VAR_RANK = "txn.lay7_rank"
+# The rank of "no route matched" in the map form; route ranks are their positions (0, 1, ...),
+# and a table is far below a billion routes (HAProxy compares ranks as 64-bit integers).
+NO_ROUTE_RANK = 999999999
 VAR_CANDIDATE = "txn.lay7_cand"
 
 # The host value routes compare (both forms): the whole Host header (req.fhdr; req.hdr would
@@ -830,7 +833,10 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     def map_path(name: str) -> str:
         return f"{map_dir.rstrip('/')}/{name}"
 
-    sentinel = f"{len(ordered)}:{default_backend}"
+    # "No route matched": a rank above any route's, and the same whatever the number of
+    # routes, so that adding or removing a plain path route changes only map files, never
+    # haproxy.cfg (the role then applies it to the running HAProxy without a reload).
+    sentinel = f"{NO_ROUTE_RANK}:{default_backend}"
     not_found = f"!{{ var({VAR_HIT}) -m found }}"
     has_host = bool(host_exact or host_prefix or True in method_hosts or host_regex)
     path_found = f"if {{ var({VAR_PATH}) -m found }}"

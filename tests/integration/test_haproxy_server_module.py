@@ -58,15 +58,15 @@ def lb(tmp_path):
             host.stop()
 
 
-def run_module(proxy, tmp_path, check=False, diff=False, **args) -> dict:
-    """Run the module through ansible-playbook on localhost; its registered result."""
+def run_module(proxy, tmp_path, check=False, diff=False, module="lay7.ha.haproxy_server", **args) -> dict:
+    """Run a module through ansible-playbook on localhost; its registered result."""
     out = tmp_path / f"result-{time.monotonic_ns()}.json"
     play = tmp_path / "play.yml"
     args = {"socket": str(proxy.sock), **args}
     play.write_text(json.dumps([{
         "hosts": "localhost", "connection": "local", "gather_facts": False,
         "tasks": [
-            {"lay7.ha.haproxy_server": args, "register": "result", "ignore_errors": True},
+            {module: args, "register": "result", "ignore_errors": True},
             {"ansible.builtin.copy": {"content": "{{ result | to_json }}", "dest": str(out)}, "check_mode": False, "diff": False},
         ],
     }]))

@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, ROOT, SITE_RUN_BOUND, holder_and_other, inventory_path, journal, vip_holders
+from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, ROOT, SITE_RUN_BOUND, holder_and_other, inventory_path, journal, run_site, vip_holders
 from lab.observe import VRRP_TAG
 from lab.probe import Probe
-from lab.site import run_playbook
+from lab.site import run_playbook, seed_routes
 
 # The seed routes of each web server: the probe asks for these paths.
 PATHS = {"web1": "/", "web2": "/a/ops", "web3": "/b/ops"}
@@ -206,3 +206,53 @@ def test_lb_maintenance_refuses_when_no_peer_can_take_the_vip(inventory, nodes, 
     assert refused.returncode != 0 and "would leave nobody to serve it. Nothing was changed" in refused.stdout
     assert vip_holders(lab, inventory) == [holder]
     assert nodes[holder].service("keepalived").is_running
+
+
+def haproxy_workers(node) -> list[tuple[str, str]]:
+    """(pid, start time in clock ticks since boot) of every HAProxy worker on a node: a reload
+    starts new workers, so an unchanged list proves there was none."""
+    out = node.check_output(
+        "for p in $(pgrep -P $(systemctl show -p MainPID --value haproxy) haproxy); do "
+        "echo $p $(cut -d' ' -f22 /proc/$p/stat); done")
+    workers = sorted(tuple(line.split()) for line in out.splitlines() if line.strip())
+    assert workers, f"no HAProxy worker found: {out!r}"
+    return workers
+
+
+@pytest.fixture
+def map_form(inventory, steady):
+    """The inventory's routes compiled to the map form (deployed with a reload: haproxy.cfg
+    changes); the finalizer deploys the inventory's own table again."""
+    steady.wait()
+
+    def deploy(routes):
+        return run_site({"haproxy_l7_routes": routes, "haproxy_l7_routing_mode": "map"}, tags="haproxy_l7", limit="loadbalancers")
+
+    first = deploy(seed_routes())
+    assert first.returncode == 0, first.stdout[-3000:]
+    yield deploy
+    restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+    assert restored.returncode == 0, f"restoring the inventory's route table failed:\n{restored.stdout[-3000:]}"
+    steady.wait()
+
+
+def test_a_path_route_change_goes_live_without_a_reload(map_form, inventory, nodes, vip, op_timings):
+    """/live/ is added (to web3) and /b re-pointed (to web2): map entries only."""
+    routes = [dict(r, backend="a_pool") if r["name"] == "b" else r for r in seed_routes()]
+    routes.append({"name": "live", "path": "/live", "match": "prefix", "backend": "b_pool"})
+    before = {lb: haproxy_workers(nodes[lb]) for lb in inventory.loadbalancers}
+    assert vip.get("/live/x").served_by == "web1"
+    with probing(inventory, ["/live/x", "/b/x"]) as run:
+        t0 = time.monotonic()
+        changed = map_form(routes)
+        op_timings["live_route_change_s"] = round(time.monotonic() - t0, 1)
+    assert changed.returncode == 0, changed.stdout[-3000:]
+    assert "RUNNING HANDLER [lay7.ha.haproxy_l7 : Reload haproxy]" not in changed.stdout, "the change reloaded HAProxy"
+    # Once per load balancer (site.yml deploys them one at a time).
+    assert changed.stdout.count("TASK [lay7.ha.haproxy_l7 : Apply the changed route maps") == len(inventory.loadbalancers)
+    assert {lb: haproxy_workers(nodes[lb]) for lb in inventory.loadbalancers} == before, "HAProxy workers changed"
+    assert_nothing_failed(run["results"])
+    assert vip.get("/live/x").served_by == "web3" and vip.get("/b/x").served_by == "web2"
+    for lb in inventory.loadbalancers:
+        listing = nodes[lb].check_output("cat /etc/haproxy/maps/lay7_routes_prefix.map")
+        assert "/live/ " in listing, f"{lb}: the map file for the next start lacks the new route"

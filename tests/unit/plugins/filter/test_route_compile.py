@@ -154,7 +154,7 @@ def test_compiled_map_form_of_seed():
     compiled = compile_routes(SEED_ROUTES, SEED_BACKENDS, "main", mode="map", map_dir="/etc/haproxy/maps")
     assert compiled["frontend"] == [
         "http-request set-var(txn.lay7_hit) path,map_str(/etc/haproxy/maps/lay7_routes_exact.map)",
-        "http-request set-var(txn.lay7_hit) path,map_beg(/etc/haproxy/maps/lay7_routes_prefix.map,2:main)"
+        "http-request set-var(txn.lay7_hit) path,map_beg(/etc/haproxy/maps/lay7_routes_prefix.map,999999999:main)"
         " if !{ var(txn.lay7_hit) -m found }",
         "http-request set-var(txn.lay7_be) var(txn.lay7_hit),field(2,:)",
         "use_backend main if { var(txn.lay7_be) -m str a_pool } !{ nbsrv(a_pool) gt 0 } { nbsrv(main) gt 0 }",
@@ -201,7 +201,7 @@ def test_compiled_map_form_with_exact_hosts():
         "http-request set-var(txn.lay7_hit) var(txn.lay7_hostpath),map_beg(/etc/haproxy/maps/lay7_routes_host_prefix.map)"
         " if !{ var(txn.lay7_hit) -m found }",
         "http-request set-var(txn.lay7_hit) path,map_str(/etc/haproxy/maps/lay7_routes_exact.map) if !{ var(txn.lay7_hit) -m found }",
-        "http-request set-var(txn.lay7_hit) path,map_beg(/etc/haproxy/maps/lay7_routes_prefix.map,6:main) if !{ var(txn.lay7_hit) -m found }",
+        "http-request set-var(txn.lay7_hit) path,map_beg(/etc/haproxy/maps/lay7_routes_prefix.map,999999999:main) if !{ var(txn.lay7_hit) -m found }",
         "http-request set-var(txn.lay7_mhostpath) method,concat(:,txn.lay7_hostpath) if { var(txn.lay7_hostpath) -m found }",
         "http-request set-var(txn.lay7_rank) var(txn.lay7_hit),field(1,:)",
         "http-request set-var(txn.lay7_cand) var(txn.lay7_mhostpath),map_str(/etc/haproxy/maps/lay7_routes_method_exact.map)",
