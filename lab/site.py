@@ -40,13 +40,14 @@ def run_site(inventory: str | Path, extra: dict, tags: str | None = None, limit:
 
 
 def run_playbook(inventory: str | Path, playbook: str, extra: dict, tags: str | None = None,
-                 limit: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+                 limit: str | None = None, timeout: float = 300, options: tuple = ()) -> subprocess.CompletedProcess:
     """ansible-playbook on a path or on a collection playbook's name (lay7.ha.web_drain), as
-    an operator runs it; the result is returned, not checked."""
+    an operator runs it (``options``: more arguments, e.g. ("--diff",)); the result is returned,
+    not checked."""
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     binary = Path(sys.executable).with_name("ansible-playbook")
-    argv = [str(binary), "-i", str(inventory), playbook, "-e", json.dumps(extra)]
+    argv = [str(binary), "-i", str(inventory), playbook, "-e", json.dumps(extra), *options]
     if tags:
         argv += ["--tags", tags]
     if limit:

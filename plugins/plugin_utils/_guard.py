@@ -119,7 +119,9 @@ _FS_PATH = r"/[A-Za-z0-9._/+@-]*"
 
 
 def check_name(value: Any, rule: dict) -> str:
-    text = _string(value, max_length=int(rule.get("max_length", 63)))
+    text = _string(value, allow_empty=bool(rule.get("allow_empty")), max_length=int(rule.get("max_length", 63)))
+    if not text:
+        return text
     pattern = rule.get("pattern", _NAME)
     _charset(text, pattern, rule.get("what", "a name of letters, digits, '_', '.' and '-' starting with a letter or digit"), r"[A-Za-z0-9_.-]")
     if text in rule.get("reserved", []):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import secrets
+import threading
 import time
 
 import pytest
@@ -19,6 +21,7 @@ from conftest import PROBE_INTERVAL, PROBE_TIMEOUT, ROOT, SITE_RUN_BOUND, holder
 from lab.observe import VRRP_TAG
 from lab.probe import Probe
 from lab.site import run_playbook, seed_routes
+from test_haproxy_stats import _credentials, _get
 
 # The seed routes of each web server: the probe asks for these paths.
 PATHS = {"web1": "/", "web2": "/a/ops", "web3": "/b/ops"}
@@ -256,3 +259,73 @@ def test_a_path_route_change_goes_live_without_a_reload(map_form, inventory, nod
     for lb in inventory.loadbalancers:
         listing = nodes[lb].check_output("cat /etc/haproxy/maps/lay7_routes_prefix.map")
         assert "/live/ " in listing, f"{lb}: the map file for the next start lacks the new route"
+
+
+@contextlib.contextmanager
+def scraping(addresses: list[str], path: str, creds: dict):
+    """Scrape `path` on every load balancer every 0.1 s with creds["now"] (changeable while it
+    runs), as Prometheus would; yields the list of (time, address, status) of failed scrapes."""
+    failed: list = []
+    done = threading.Event()
+    count = [0]
+
+    def loop():
+        while not done.is_set():
+            for address in addresses:
+                try:
+                    status = _get(address, path, creds["now"], timeout=2.0).status
+                except OSError as exc:
+                    status = repr(exc)
+                count[0] += 1
+                if status != 200:
+                    failed.append((time.monotonic(), address, status))
+            done.wait(0.1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield failed
+    finally:
+        done.set()
+        thread.join(timeout=10)
+        assert count[0] > 10, "the scraper hardly ran"
+
+
+def test_stats_password_rotation_has_no_401_window(inventory, nodes, steady, op_timings):
+    """New password with the old one still accepted; scrapers moved; old one removed. Neither
+    password appears in the runs' output (with --diff)."""
+    steady.wait()
+    user, old = _credentials(nodes[inventory.master])
+    new = "Rot-" + secrets.token_urlsafe(18)
+    addresses = [inventory.addresses[lb] for lb in inventory.loadbalancers]
+    metrics = "/metrics"
+
+    def deploy(extra):
+        return run_playbook(inventory_path(), str(ROOT / "site.yml"), extra, tags="haproxy_l7",
+                            limit="loadbalancers", timeout=SITE_RUN_BOUND, options=("--diff",))
+
+    try:
+        creds = {"now": (user, old)}
+        with scraping(addresses, metrics, creds) as failed_with_old:
+            t0 = time.monotonic()
+            both = deploy({"haproxy_l7_stats_password": new, "haproxy_l7_stats_previous_password": old})
+            op_timings["rotation_step1_s"] = round(time.monotonic() - t0, 1)
+        assert both.returncode == 0, both.stdout[-3000:]
+        assert new not in both.stdout + both.stderr and old not in both.stdout + both.stderr, "a password was printed"
+        assert failed_with_old == [], f"scrapes with the old password failed during step 1: {failed_with_old[:5]}"
+        for address in addresses:
+            assert _get(address, metrics, (user, new)).status == 200 and _get(address, metrics, (user, old)).status == 200
+
+        creds["now"] = (user, new)
+        with scraping(addresses, metrics, creds) as failed_with_new:
+            t0 = time.monotonic()
+            only_new = deploy({"haproxy_l7_stats_password": new})
+            op_timings["rotation_step2_s"] = round(time.monotonic() - t0, 1)
+        assert only_new.returncode == 0, only_new.stdout[-3000:]
+        assert new not in only_new.stdout + only_new.stderr, "the password was printed"
+        assert failed_with_new == [], f"scrapes with the new password failed during step 2: {failed_with_new[:5]}"
+        for address in addresses:
+            assert _get(address, metrics, (user, old)).status == 401, "the old password still works"
+    finally:
+        restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+        assert restored.returncode == 0, restored.stdout[-3000:]

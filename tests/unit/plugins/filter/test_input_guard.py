@@ -442,6 +442,21 @@ def test_weak_passwords_are_named_never_shown(secret):
     assert not secret.strip() or secret.strip() not in message
 
 
+@pytest.mark.parametrize("secret", SECRETS[:6], ids=repr)
+def test_weak_previous_passwords_are_named_never_shown(secret):
+    """The rotation's previous password gets the same rules: a scraper may still use it."""
+    problems = refused("haproxy_l7", haproxy_l7_stats_previous_password=secret)
+    assert [p[0] for p in problems] == ["haproxy_l7_stats_previous_password"], problems
+    assert secret not in problems[0][1] and "(secret, not shown)" in problems[0][1]
+
+
+def test_previous_credentials_are_optional_and_checked_when_given():
+    assert refused("haproxy_l7", haproxy_l7_stats_previous_user="", haproxy_l7_stats_previous_password="") == []
+    assert refused("haproxy_l7", haproxy_l7_stats_previous_user="old.scraper", haproxy_l7_stats_previous_password="Vq8-mr2_Lx90kTjw") == []
+    problems = refused("haproxy_l7", haproxy_l7_stats_previous_user="old user")
+    assert [p[0] for p in problems] == ["haproxy_l7_stats_previous_user"], problems
+
+
 @pytest.mark.parametrize(
     "bad_hash",
     [
