@@ -193,6 +193,19 @@ _value:
               server (C(<backend>/<server>)). Empty without a fallback.
           type: list
           elements: dict
+    servers:
+      description:
+        - Every server of every backend (stand-ins left out), flat, in backend then server order - what the
+          haproxy_l7 role compares with the running HAProxy to find servers a deploy adds or removes.
+      type: list
+      elements: dict
+      contains:
+        key: {description: C(<backend>/<server>)., type: str}
+        backend: {description: Backend name., type: str}
+        name: {description: Server name., type: str}
+        address: {description: Server address., type: str}
+        port: {description: Server port., type: int}
+        check_path: {description: The backend's health check path or null (role default)., type: str}
     routes:
       description: Normalised routes in precedence order (index is the declaration index).
       type: list

@@ -1000,14 +1000,23 @@ def compile_routes(
                 "'Limits'); give fewer routes a wildcard host or a regex with methods (any other route, with an "
                 "exact host or none, costs nothing in the map form)"
             )
+    backends_out = [
+        dict(norm_backends[name].as_dict(), fallback_servers=fallback_servers(norm_backends[name], norm_backends))
+        for name in sorted(norm_backends)
+    ]
     return {
         "mode": mode,
         "default_backend": str(default_backend),
         "frontend": frontend,
         "maps": maps,
-        "backends": [
-            dict(norm_backends[name].as_dict(), fallback_servers=fallback_servers(norm_backends[name], norm_backends))
-            for name in sorted(norm_backends)
+        "backends": backends_out,
+        # Every checked server once per backend, flat: what a deploy adds or removes is compared
+        # with the running HAProxy's servers by "<backend>/<server>" (fallback stand-ins follow
+        # the servers they track and are left out).
+        "servers": [
+            {"key": f"{be['name']}/{srv['name']}", "backend": be["name"], "name": srv["name"],
+             "address": srv["address"], "port": srv["port"], "check_path": be["check_path"]}
+            for be in backends_out for srv in be["servers"]
         ],
         "routes": [r.as_dict() for r in ordered],
     }

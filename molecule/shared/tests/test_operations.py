@@ -329,3 +329,63 @@ def test_stats_password_rotation_has_no_401_window(inventory, nodes, steady, op_
     finally:
         restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
         assert restored.returncode == 0, restored.stdout[-3000:]
+
+
+def lab_backends(inventory, **changes) -> dict:
+    """The lab inventory's haproxy_l7_backends with literal addresses, `changes` replacing
+    backends' server lists: {backend: [web host, ...]}."""
+    group_vars = ROOT / "inventory" / "lab" / "group_vars" / "loadbalancers.yml"
+    import yaml  # noqa: PLC0415 - only these tests read the inventory's backends
+
+    backends = yaml.safe_load(group_vars.read_text(encoding="utf-8"))["haproxy_l7_backends"]
+    for name, backend in backends.items():
+        hosts = changes.get(name, [server["name"] for server in backend["servers"]])
+        backend["servers"] = [{"name": host, "address": inventory.addresses[host], "port": 80} for host in hosts]
+    return backends
+
+
+def running_servers(node) -> set[str]:
+    out = node.check_output("echo 'show servers state' | socat stdio /run/haproxy/admin.sock")
+    return {f"{f[1]}/{f[3]}" for f in (line.split() for line in out.splitlines()) if len(f) > 6 and not f[0].startswith("#")}
+
+
+def test_a_removed_server_is_drained_before_the_reload(inventory, nodes, steady, op_timings):
+    steady.wait()
+    backends = lab_backends(inventory, spare_pool=["web3"])
+    try:
+        with probing(inventory, ["/", "/a/x"]) as run:
+            t0 = time.monotonic()
+            removed = run_site({"haproxy_l7_backends": backends}, tags="haproxy_l7", limit="loadbalancers")
+            op_timings["remove_server_s"] = round(time.monotonic() - t0, 1)
+        assert removed.returncode == 0, removed.stdout[-3000:]
+        assert_nothing_failed(run["results"])
+        drains = [line for line in removed.stdout.splitlines() if "=> (item=spare_pool/web2)" in line and line.startswith("changed:")]
+        assert len(drains) == len(inventory.loadbalancers), f"not drained on every load balancer first: {drains}"
+        for lb in inventory.loadbalancers:
+            assert "spare_pool/web2" not in running_servers(nodes[lb])
+        # Added back: checked from each load balancer before the reload, then in service.
+        with probing(inventory, ["/", "/a/x"]) as run:
+            t0 = time.monotonic()
+            added = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+            op_timings["add_server_s"] = round(time.monotonic() - t0, 1)
+        assert added.returncode == 0, added.stdout[-3000:]
+        assert_nothing_failed(run["results"])
+        checks = [line for line in added.stdout.splitlines() if "(item=spare_pool/web2 (" in line and line.startswith("ok:")]
+        assert len(checks) == len(inventory.loadbalancers), f"the added server was not checked first: {checks}"
+    finally:
+        restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+        assert restored.returncode == 0, restored.stdout[-3000:]
+
+
+def test_an_added_server_that_fails_its_check_is_not_added(inventory, nodes, faults):
+    """web3 added to a_pool while its Apache is stopped: refused before any reload."""
+    faults.stop_service("web3", "apache2")
+    backends = lab_backends(inventory, a_pool=["web2", "web3"])
+    before = {lb: running_servers(nodes[lb]) for lb in inventory.loadbalancers}
+    refused = run_site({"haproxy_l7_backends": backends, "haproxy_l7_added_server_timeout": 3},
+                       tags="haproxy_l7", limit="loadbalancers")
+    assert refused.returncode != 0, "a server that fails its health check was added"
+    assert "Wait until each added server passes its health check" in refused.stdout
+    assert {lb: running_servers(nodes[lb]) for lb in inventory.loadbalancers} == before
+    restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+    assert restored.returncode == 0, restored.stdout[-3000:]

@@ -150,6 +150,18 @@ def test_compiled_acl_lines(routes, backends, expected):
     assert compile_routes(routes, backends, "main", mode="acl")["frontend"] == expected
 
 
+def test_servers_are_listed_flat_without_stand_ins():
+    backends = {
+        "main": {"servers": [{"name": "web1", "address": "192.0.2.11"}], "fallback": "spare"},
+        "spare": {"servers": [{"name": "web2", "address": "192.0.2.12", "port": 8080}], "check_path": "/up"},
+    }
+    compiled = compile_routes([], backends, "main")
+    assert compiled["servers"] == [
+        {"key": "main/web1", "backend": "main", "name": "web1", "address": "192.0.2.11", "port": 80, "check_path": None},
+        {"key": "spare/web2", "backend": "spare", "name": "web2", "address": "192.0.2.12", "port": 8080, "check_path": "/up"},
+    ]
+
+
 def test_compiled_map_form_of_seed():
     compiled = compile_routes(SEED_ROUTES, SEED_BACKENDS, "main", mode="map", map_dir="/etc/haproxy/maps")
     assert compiled["frontend"] == [
@@ -291,7 +303,7 @@ def test_contract_shape_and_defaults():
     }
     routes = [{"name": "app", "path": "/app/", "backend": "app"}]
     compiled = compile_routes(routes, backends, "main")
-    assert list(compiled) == ["mode", "default_backend", "frontend", "maps", "backends", "routes"]
+    assert list(compiled) == ["mode", "default_backend", "frontend", "maps", "backends", "servers", "routes"]
     assert compiled["mode"] == "acl"
     assert compiled["default_backend"] == "main"
     assert compiled["backends"] == [
