@@ -352,6 +352,7 @@ def running_servers(node) -> set[str]:
 def test_a_removed_server_is_drained_before_the_reload(inventory, nodes, steady, op_timings):
     steady.wait()
     backends = lab_backends(inventory, spare_pool=["web3"])
+    restored = False
     try:
         with probing(inventory, ["/", "/a/x"]) as run:
             t0 = time.monotonic()
@@ -369,12 +370,14 @@ def test_a_removed_server_is_drained_before_the_reload(inventory, nodes, steady,
             added = run_site({}, tags="haproxy_l7", limit="loadbalancers")
             op_timings["add_server_s"] = round(time.monotonic() - t0, 1)
         assert added.returncode == 0, added.stdout[-3000:]
+        restored = True
         assert_nothing_failed(run["results"])
         checks = [line for line in added.stdout.splitlines() if "(item=spare_pool/web2 (" in line and line.startswith("ok:")]
         assert len(checks) == len(inventory.loadbalancers), f"the added server was not checked first: {checks}"
     finally:
-        restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
-        assert restored.returncode == 0, restored.stdout[-3000:]
+        if not restored:
+            again = run_site({}, tags="haproxy_l7", limit="loadbalancers")
+            assert again.returncode == 0, again.stdout[-3000:]
 
 
 def test_an_added_server_that_fails_its_check_is_not_added(inventory, nodes, faults):
@@ -384,8 +387,9 @@ def test_an_added_server_that_fails_its_check_is_not_added(inventory, nodes, fau
     before = {lb: running_servers(nodes[lb]) for lb in inventory.loadbalancers}
     refused = run_site({"haproxy_l7_backends": backends, "haproxy_l7_added_server_timeout": 3},
                        tags="haproxy_l7", limit="loadbalancers")
+    if refused.returncode == 0:  # the bug under test: put the inventory's table back
+        run_site({}, tags="haproxy_l7", limit="loadbalancers")
     assert refused.returncode != 0, "a server that fails its health check was added"
     assert "Wait until each added server passes its health check" in refused.stdout
+    # Refused before anything was written: nothing to restore.
     assert {lb: running_servers(nodes[lb]) for lb in inventory.loadbalancers} == before
-    restored = run_site({}, tags="haproxy_l7", limit="loadbalancers")
-    assert restored.returncode == 0, restored.stdout[-3000:]
