@@ -142,7 +142,6 @@ def healthy(stat_row: dict, op_state: int) -> bool:
     return health >= rise + fall - 1
 
 
-
 def parse_map(text: str) -> list:
     """(key, value) pairs of "show map <map>" in HAProxy's order (each line: "<ref> <key> <value>")."""
     entries = []

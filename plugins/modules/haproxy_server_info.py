@@ -33,6 +33,7 @@ attributes:
     description: Reads the same way.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 notes:
   - Needs read and write access to the admin socket (root, or a member of the socket's group).
 seealso:
@@ -60,16 +61,36 @@ servers:
   type: list
   elements: dict
   contains:
-    key: {description: C(<backend>/<server>)., type: str}
-    backend: {description: Backend name., type: str}
-    name: {description: Server name., type: str}
-    address: {description: Address., type: str}
-    port: {description: Port., type: int}
-    state: {description: Forced state (ready, drain or maint)., type: str}
-    status: {description: HAProxy's status (C(UP), C(DOWN), C(DRAIN), C(MAINT), ...)., type: str}
-    weight: {description: Weight., type: int}
-    sessions: {description: Sessions open plus requests queued., type: int}
-    tracked: {description: The server it tracks (C(<backend>/<server>)), empty when none., type: str}
+    key:
+      description: C(<backend>/<server>).
+      type: str
+    backend:
+      description: Backend name.
+      type: str
+    name:
+      description: Server name.
+      type: str
+    address:
+      description: Address.
+      type: str
+    port:
+      description: Port.
+      type: int
+    state:
+      description: Forced state - ready, drain or maint.
+      type: str
+    status:
+      description: HAProxy's status - C(UP), C(DOWN), C(DRAIN), C(MAINT) and so on.
+      type: str
+    weight:
+      description: Weight.
+      type: int
+    sessions:
+      description: Sessions open plus requests queued.
+      type: int
+    tracked:
+      description: The server it tracks, C(<backend>/<server>); empty when none.
+      type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

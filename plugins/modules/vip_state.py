@@ -49,6 +49,7 @@ attributes:
     description: Reads and waits the same way; it never changes anything.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to show.
 notes:
   - Needs C(ip), C(systemctl) and C(journalctl), and read access to the system journal (root).
 """
