@@ -10,6 +10,7 @@ error text, raised as AdminError so a typo never passes as a change.
 
 from __future__ import annotations
 
+import csv
 import socket
 
 # srv_admin_state bits of "show servers state" (HAProxy's enum srv_admin): what an
@@ -24,7 +25,14 @@ OP_RUNNING = 2
 
 
 class AdminError(Exception):
-    """HAProxy refused a command, or the socket could not be used."""
+    """HAProxy refused a command, or the socket could not be used.
+
+    ``absent`` is true when nothing listens on the socket (no file, connection refused):
+    HAProxy is not running, which callers may accept; any other error they may not."""
+
+    def __init__(self, message: str, absent: bool = False):
+        super().__init__(message)
+        self.absent = absent
 
 
 class AdminSocket:
@@ -53,8 +61,17 @@ class AdminSocket:
                         break
                     chunks.append(chunk)
         except OSError as exc:
-            raise AdminError(f"cannot use the HAProxy admin socket {self.path}: {exc}") from exc
+            absent = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
+            raise AdminError(f"cannot use the HAProxy admin socket {self.path}: {exc}", absent=absent) from exc
         return b"".join(chunks).decode("utf-8", errors="replace")
+
+    def commands(self, lines: list) -> str:
+        """Several commands on one line (';' between them), run one after the other by
+        HAProxy in a single pass; each line is checked like command()'s."""
+        for line in lines:
+            if "\n" in line or ";" in line:
+                raise AdminError(f"refusing a command with a newline or ';': {line!r}")
+        return self._send(";".join(lines) + "\n")
 
     def command_with_payload(self, line: str, payload: list) -> str:
         """A command followed by lines of payload ("<<", the lines, an empty line)."""
@@ -102,10 +119,9 @@ def parse_stat(text: str) -> list:
         raise AdminError(f"unexpected answer to 'show stat': {text.strip()[:200]}")
     header = lines[0][2:].split(",")
     rows = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        rec = dict(zip(header, line.split(",")))
+    # HAProxy quotes fields that hold commas (a check's reason phrase): a CSV reader, never split(",").
+    for fields in csv.reader(line for line in lines[1:] if line):
+        rec = dict(zip(header, fields))
         if rec.get("svname") in ("FRONTEND", "BACKEND"):
             continue
         rows.append(rec)

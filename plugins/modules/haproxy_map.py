@@ -14,9 +14,10 @@ author: lay7.ha maintainers (@lay7)
 description:
   - Makes the entries of a map loaded by a running HAProxy equal to O(content), through its admin socket
     (the runtime API), without a reload.
-  - Atomic - the new entries are filled into a new version of the map (C(prepare map)), which requests do
-    not see, and that version replaces the old one in one step (C(commit map)). A request is routed
-    either by the whole old map or by the whole new one, never by a mix.
+  - Atomic per map - the new entries are filled into a new version of the map (C(prepare map)), which
+    requests do not see, and that version replaces the old one in one step (C(commit map)). A request is
+    routed by the whole old map or the whole new one, never by a mix. Several maps given together (O(maps))
+    are all filled first and committed by one command line, back to back.
   - Order is kept - entries are added in the order of O(content), which matters to C(map_reg) and
     C(map_sub) lookups (first match wins).
   - Idempotent - compares the running map with O(content) (keys, values and order) and changes nothing
@@ -30,19 +31,29 @@ options:
     type: path
     default: /run/haproxy/admin.sock
   path:
-    description: The map as the configuration names it, its file path (for example C(/etc/haproxy/maps/lay7_routes_prefix.map)).
+    description:
+      - The map as the configuration names it, its file path (for example C(/etc/haproxy/maps/lay7_routes_prefix.map)).
+      - One map; or several with O(maps).
     type: str
-    required: true
   content:
     description:
       - The map's new contents, in map-file syntax - one C(key value) per line; blank lines and lines
-        starting with C(#) are skipped. An empty string empties the map.
+        starting with C(#) are skipped. An empty string empties the map. Required with O(path).
     type: str
-    required: true
+  maps:
+    description:
+      - Several maps that change together (the maps of one route table), each a dict with C(path) and
+        C(content) as in O(path) and O(content); other keys are ignored, so the C(maps) that
+        lay7.ha.route_compile returns can be passed as they are. All are filled first, then all
+        committed by one command line, back to back.
+    type: list
+    elements: dict
   batch:
-    description: Entries sent per command while the new version is filled (1-10000); HAProxy limits a command's size to its buffer.
+    description:
+      - Bytes of entries sent per command while the new version is filled (1024-1048576). HAProxy reads a
+        command into one buffer (C(tune.bufsize), 16384 bytes by default) and ignores a longer one.
     type: int
-    default: 200
+    default: 8192
 attributes:
   check_mode:
     support: full
@@ -72,13 +83,13 @@ EXAMPLES = r"""
 
 RETURN = r"""
 entries:
-  description: Number of entries in the map after the task.
+  description: Number of entries in the maps after the task.
   returned: always
   type: int
-version:
-  description: The map version committed (absent when nothing changed).
+versions:
+  description: The version committed, per map path that changed.
   returned: changed and not check mode
-  type: int
+  type: dict
 """
 
 import re
@@ -94,6 +105,22 @@ from ansible_collections.lay7.ha.plugins.module_utils._haproxy_admin import (
 NEW_VERSION = re.compile(r"New version created: (\d+)")
 
 
+def batches(lines: list, size: int) -> list:
+    """Lines grouped so that each group's text stays under ``size`` bytes (a longer single
+    line goes alone)."""
+    out, current, length = [], [], 0
+    for line in lines:
+        cost = len(line.encode()) + 1
+        if current and length + cost > size:
+            out.append(current)
+            current, length = [], 0
+        current.append(line)
+        length += cost
+    if current:
+        out.append(current)
+    return out
+
+
 def _text(entries: list) -> str:
     return "".join(f"{key} {value}\n" for key, value in entries)
 
@@ -102,61 +129,81 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             socket=dict(type="path", default="/run/haproxy/admin.sock"),
-            path=dict(type="str", required=True),
-            content=dict(type="str", required=True),
-            batch=dict(type="int", default=200),
+            path=dict(type="str"),
+            content=dict(type="str"),
+            maps=dict(type="list", elements="dict"),
+            batch=dict(type="int", default=8192),
         ),
+        required_together=[("path", "content")],
+        required_one_of=[("path", "maps")],
+        mutually_exclusive=[("path", "maps")],
         supports_check_mode=True,
     )
     p = module.params
-    if not 1 <= p["batch"] <= 10000:
-        module.fail_json(msg=f"batch must be between 1 and 10000, got {p['batch']}")
-    if any(c.isspace() for c in p["path"]) or ";" in p["path"]:
-        module.fail_json(msg=f"path must be a map file path without blanks or ';', got {p['path']!r}")
-    wanted = map_entries(p["content"])
+    if not 1024 <= p["batch"] <= 1048576:
+        module.fail_json(msg=f"batch must be between 1024 and 1048576 bytes, got {p['batch']}")
+    wanted_maps = p["maps"] if p["maps"] is not None else [{"path": p["path"], "content": p["content"]}]
+    for item in wanted_maps:
+        if not isinstance(item.get("path"), str) or not isinstance(item.get("content"), str):
+            module.fail_json(msg=f"each entry of maps needs a path and a content (strings), got keys {sorted(item)}")
+        if not item["path"] or any(c.isspace() for c in item["path"]) or ";" in item["path"]:
+            module.fail_json(msg=f"a map path must be a file path without blanks or ';', got {item['path']!r}")
     admin = AdminSocket(p["socket"])
 
-    def show(ref: str) -> list:
+    def show(ref: str, path: str) -> list:
         answer = admin.command(f"show map {ref}")
         if answer.startswith("Unknown map identifier"):
             module.fail_json(msg=(
-                f"the running HAProxy has no map {p['path']} loaded (its configuration does not use it): "
+                f"the running HAProxy has no map {path} loaded (its configuration does not use it): "
                 "a reload is needed to use it"))
         return parse_map(answer)
 
+    plans = []
     try:
-        current = show(p["path"])
+        for item in wanted_maps:
+            wanted = map_entries(item["content"])
+            plans.append((item["path"], show(item["path"], item["path"]), wanted))
     except AdminError as exc:
         module.fail_json(msg=str(exc))
-    result = dict(changed=current != wanted, entries=len(wanted if current != wanted else current))
+    changing = [(path, current, wanted) for path, current, wanted in plans if current != wanted]
+    result = dict(changed=bool(changing), entries=sum(len(wanted) for _path, _current, wanted in plans))
     if module._diff:
-        result["diff"] = dict(before=_text(current), after=_text(wanted), before_header=p["path"], after_header=p["path"])
-    if not result["changed"] or module.check_mode:
+        diffs = [dict(before=_text(current), after=_text(wanted), before_header=path, after_header=path)
+                 for path, current, wanted in plans]
+        result["diff"] = diffs[0] if len(diffs) == 1 else diffs
+    if not changing or module.check_mode:
         module.exit_json(**result)
 
+    versions = {}
     try:
-        answer = admin.command(f"prepare map {p['path']}")
-        found = NEW_VERSION.search(answer)
-        if not found:
-            raise AdminError(f"HAProxy refused 'prepare map {p['path']}': {answer.strip()}")
-        version = int(found.group(1))
-        lines = [f"{key} {value}" for key, value in wanted]
-        for start in range(0, len(lines), p["batch"]):
-            answer = admin.command_with_payload(f"add map @{version} {p['path']}", lines[start:start + p["batch"]]).strip()
-            if answer:
-                raise AdminError(f"HAProxy refused entries of map {p['path']} (version {version}): {answer}")
-        filled = parse_map(admin.command(f"show map @{version} {p['path']}"))
-        if filled != wanted:
-            # Not committed: the running map is untouched; the uncommitted version is dropped
-            # by HAProxy at the next prepare or commit.
-            raise AdminError(f"the new version of {p['path']} does not hold the wanted entries; not committed")
-        admin.change(f"commit map @{version} {p['path']}")
-        after = show(p["path"])
+        # Every changed map is filled first, in a version requests do not see ...
+        for path, _current, wanted in changing:
+            answer = admin.command(f"prepare map {path}")
+            found = NEW_VERSION.search(answer)
+            if not found:
+                raise AdminError(f"HAProxy refused 'prepare map {path}': {answer.strip()}")
+            version = int(found.group(1))
+            for chunk in batches([f"{key} {value}" for key, value in wanted], p["batch"]):
+                answer = admin.command_with_payload(f"add map @{version} {path}", chunk).strip()
+                if answer:
+                    raise AdminError(f"HAProxy refused entries of map {path} (version {version}): {answer}")
+            if parse_map(admin.command(f"show map @{version} {path}")) != wanted:
+                # Nothing committed: the running maps are untouched; HAProxy drops an
+                # uncommitted version at the next commit of its map.
+                raise AdminError(f"the new version of {path} does not hold the wanted entries; nothing committed")
+            versions[path] = version
+        # ... then all are committed by one command line, back to back: the maps of one
+        # route table change together (a request between two commits is the only one that
+        # can see one map new and another old).
+        answer = admin.commands([f"commit map @{versions[path]} {path}" for path, _c, _w in changing]).strip()
+        if answer:
+            raise AdminError(f"HAProxy refused to commit the new maps: {answer}")
+        for path, _current, wanted in changing:
+            if show(path, path) != wanted:
+                module.fail_json(msg=f"after the commit, {path} does not hold the wanted entries", changed=True)
     except AdminError as exc:
         module.fail_json(msg=str(exc), changed=False)
-    if after != wanted:
-        module.fail_json(msg=f"after the commit, {p['path']} does not hold the wanted entries", changed=True)
-    result["version"] = version
+    result["versions"] = versions
     module.exit_json(**result)
 
 

@@ -331,6 +331,10 @@ def main():
                 break
             time.sleep(p["wait_interval"])
 
+    # Not brought back (its checks did not pass): what was sent stays, the rest never happens.
+    held_back = failure is not None and not module.check_mode
+    if held_back:
+        changed = any(first for *_ignored, first, _last in plan)
     if failure is None and not module.check_mode and any(last for *_ignored, last in plan):
         send(1)
         try:
@@ -340,8 +344,11 @@ def main():
 
     servers = []
     before_text = after_text = ""
-    for row, before_state, after_state, before_weight, after_weight, _first, _last in plan:
+    for row, before_state, after_state, before_weight, after_weight, first, last in plan:
         stat = stats_now.get(_key(row), {})
+        if held_back and last:
+            after_state = "drain" if first else before_state
+            after_weight = before_weight
         servers.append({
             "backend": row["be_name"],
             "server": row["srv_name"],

@@ -24,7 +24,9 @@ options:
     type: path
     default: /run/haproxy/admin.sock
   missing_ok:
-    description: When the socket cannot be used (HAProxy not running), return no servers instead of failing.
+    description:
+      - When nothing listens on the socket (no socket file, connection refused - HAProxy not running),
+        return no servers and O(running=false) instead of failing. Any other error still fails.
     type: bool
     default: false
 attributes:
@@ -115,7 +117,7 @@ def main():
         states = admin.servers_state()
         stats = {f"{row['pxname']}/{row['svname']}": row for row in admin.stat()}
     except AdminError as exc:
-        if module.params["missing_ok"]:
+        if module.params["missing_ok"] and exc.absent:
             module.exit_json(changed=False, running=False, servers=[])
         module.fail_json(msg=str(exc))
     servers = []

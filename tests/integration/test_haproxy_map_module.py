@@ -50,9 +50,10 @@ def test_path_route_changes_go_live_in_the_same_process(tmp_path):
         assert proxy.request("/a/1")[1] == "a_pool", "check mode changed the running map"
         prefix = next(path for path in new_maps if path.endswith("_prefix.map"))
         assert "/c/d/ " in first[prefix]["diff"]["after"] and "/c/d/ " not in first[prefix]["diff"]["before"]
-        for path, content in new_maps.items():
-            result = run_map(proxy, tmp_path, path=path, content=content, batch=1)
-            assert not result.get("failed"), result
+        # All maps of the table in one run (as the role does), in small batches.
+        result = run_map(proxy, tmp_path, maps=[{"path": p, "content": c} for p, c in new_maps.items()], batch=1024)
+        assert result["changed"] and not result.get("failed"), result
+        assert sorted(result["versions"]) == sorted(p for p in new_maps if p.endswith(("_exact.map", "_prefix.map")))
         assert [proxy.request(p)[1] for p in ("/a/1", "/b/1", "/c/d/1", "/c/e", "/x")] == ["b_pool", "main", "a_pool", "main", "b_pool"]
         assert proxy.proc.pid == pid and proxy.proc.poll() is None
         again = [run_map(proxy, tmp_path, path=path, content=content) for path, content in new_maps.items()]
@@ -66,10 +67,11 @@ def test_a_map_the_running_configuration_does_not_use_is_refused(tmp_path):
 
 
 def test_a_large_map_is_replaced_whole(tmp_path):
-    routes = [{"name": f"r{i}", "path": f"/r{i}", "match": "prefix", "backend": "a_pool"} for i in range(3000)]
+    """3,000 entries of about 100 bytes: far more than one command's buffer (16 kB) holds."""
+    routes = [{"name": f"r{i}", "path": f"/r{i}/" + "x" * 90, "match": "prefix", "backend": "a_pool"} for i in range(3000)]
     with running(compiled(ROUTES, tmp_path), tmp_path) as (proxy, _backends):
         big = compiled(routes, tmp_path)
         prefix = next(m for m in big["maps"] if m["path"].endswith("_prefix.map"))
         result = run_map(proxy, tmp_path, path=prefix["path"], content=prefix["content"])
         assert result["changed"] and result["entries"] == 3000, result
-        assert proxy.request("/r2999/x")[1] == "a_pool" and proxy.request("/a/1")[1] == "main"
+        assert proxy.request("/r2999/" + "x" * 90 + "/y")[1] == "a_pool" and proxy.request("/a/1")[1] == "main"

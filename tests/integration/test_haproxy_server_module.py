@@ -209,6 +209,7 @@ def test_ready_from_maint_is_left_drained_when_the_server_stays_down(lb, tmp_pat
     hosts["web3"].stop()
     result = run_module(proxy, tmp_path, name="web3", state="ready", wait=True, wait_timeout=2, wait_interval=0.2)
     assert result.get("failed") and result["changed"] and "failing their health checks" in result["msg"], result
+    assert {s["state"] for s in result["servers"]} == {"drain"}, "the result must say where the server was left"
     states = admin_states(proxy)
     assert states["b_pool/web3"][0] == 0x08 and states["spare_pool/web3"][0] == 0x08, "not left drained"
     hosts["web3"].start()

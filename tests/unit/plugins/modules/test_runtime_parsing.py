@@ -39,6 +39,15 @@ def test_servers_state_rows_and_forced_states():
     assert rows[3]["srv_uweight"] == 50
 
 
+def test_stat_fields_with_commas_do_not_shift_the_columns():
+    """HAProxy quotes a field holding a comma (a check's reason phrase, last_chk)."""
+    text = ("# pxname,svname,last_chk,check_rise,check_fall,check_health\n"
+            'a_pool,web2,"Bad, really",2,2,0\n')
+    row = parse_stat(text)[0]
+    assert row["check_rise"] == "2" and row["check_health"] == "0"
+    assert not healthy(row, 2)
+
+
 def test_stat_keeps_server_rows_only():
     rows = parse_stat(STAT)
     assert [r["svname"] for r in rows] == ["web2", "fallback_web1", "fallback_web2", "web2"]
