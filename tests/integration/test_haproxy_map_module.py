@@ -51,7 +51,8 @@ def test_path_route_changes_go_live_in_the_same_process(tmp_path):
         prefix = next(path for path in new_maps if path.endswith("_prefix.map"))
         assert "/c/d/ " in first[prefix]["diff"]["after"] and "/c/d/ " not in first[prefix]["diff"]["before"]
         # All maps of the table in one run (as the role does), in small batches.
-        result = run_map(proxy, tmp_path, maps=[{"path": p, "content": c} for p, c in new_maps.items()], batch=1024)
+        result = run_map(proxy, tmp_path, maps=[{"path": p, "content": c} for p, c in new_maps.items()], batch=1024,
+                         via_ansible=True)
         assert result["changed"] and not result.get("failed"), result
         assert sorted(result["versions"]) == sorted(p for p in new_maps if p.endswith(("_exact.map", "_prefix.map")))
         assert [proxy.request(p)[1] for p in ("/a/1", "/b/1", "/c/d/1", "/c/e", "/x")] == ["b_pool", "main", "a_pool", "main", "b_pool"]
