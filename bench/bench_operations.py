@@ -61,7 +61,19 @@ def tasks_file(name: str, text: str) -> str:
     return str(path)
 
 
-def workers(lab: Lab) -> dict:
+def workers(lab: Lab, settle: float = 30.0) -> dict:
+    """(pid, start time) of HAProxy's workers per load balancer, once each has one: after a
+    reload the old worker stays until its connections are done (seconds under the probe),
+    which is not a reload happening now."""
+    deadline = time.monotonic() + settle
+    while True:
+        out = _workers(lab)
+        if all(len(pids) == 2 for pids in out.values()) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
+
+
+def _workers(lab: Lab) -> dict:
     out = {}
     for lb in LBS:
         out[lb] = lab.exec(lb, ["sh", "-c", "for p in $(pgrep -P $(systemctl show -p MainPID --value haproxy) haproxy); "

@@ -213,13 +213,19 @@ def test_lb_maintenance_refuses_when_no_peer_can_take_the_vip(inventory, nodes, 
     assert nodes[holder].service("keepalived").is_running
 
 
-def haproxy_workers(node) -> list[tuple[str, str]]:
+def haproxy_workers(node, settle: float = 30.0) -> list[tuple[str, str]]:
     """(pid, start time in clock ticks since boot) of every HAProxy worker on a node: a reload
-    starts new workers, so an unchanged list proves there was none."""
-    out = node.check_output(
-        "for p in $(pgrep -P $(systemctl show -p MainPID --value haproxy) haproxy); do "
-        "echo $p $(cut -d' ' -f22 /proc/$p/stat); done")
-    workers = sorted(tuple(line.split()) for line in out.splitlines() if line.strip())
+    starts new workers, so an unchanged list proves there was none. Read once only one worker
+    is left (bounded): after the previous reload the old one stays until its connections end."""
+    deadline = time.monotonic() + settle
+    while True:
+        out = node.check_output(
+            "for p in $(pgrep -P $(systemctl show -p MainPID --value haproxy) haproxy); do "
+            "echo $p $(cut -d' ' -f22 /proc/$p/stat); done")
+        workers = sorted(tuple(line.split()) for line in out.splitlines() if line.strip())
+        if len(workers) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert workers, f"no HAProxy worker found: {out!r}"
     return workers
 
