@@ -26,7 +26,7 @@ options:
   missing_ok:
     description:
       - When nothing listens on the socket (no socket file, connection refused - HAProxy not running),
-        return no servers and O(running=false) instead of failing. Any other error still fails.
+        return no servers and RV(running=false) instead of failing. Any other error still fails.
     type: bool
     default: false
 attributes:
