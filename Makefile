@@ -41,9 +41,12 @@ deps:
 collection:
 	@mkdir -p $(dir $(COLL_LINK)); [ -L $(COLL_LINK) ] || ln -sfn ../../.. $(COLL_LINK)
 
+# ansible-lint gets an Ansible home of its own: a copy of this collection installed in
+# ~/.ansible/collections (an older build, from any earlier run on the machine) would otherwise
+# be what it resolves lay7.ha modules from, and a module added since then "does not exist".
 lint: venv collection
 	yamllint -s .
-	ansible-lint --offline
+	ANSIBLE_HOME=$(CURDIR)/build/ansible-home ansible-lint --offline
 
 # The role READMEs' variable tables, from meta/argument_specs.yml (a unit test checks them).
 role-docs: venv
