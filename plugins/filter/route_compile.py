@@ -20,8 +20,15 @@ description:
     path. Matching is case-sensitive and ignores the query string.
   - Routes are emitted in Gateway API precedence order, whatever order they are written in -
     exact host, then wildcard host, then no host; exact path, then longer prefix, then shorter
-    prefix, then regex; routes with methods before routes without; remaining ties in
-    declaration order.
+    prefix, then regex; routes with methods before routes without; then routes with a
+    C(scheme) before routes without; remaining ties in declaration order.
+  - HTTP and HTTPS share one frontend (an C(ssl) bind next to the plain one), so one route table
+    serves both. A route with C(scheme) applies only to requests that arrived on that scheme
+    (C({ ssl_fc }) / C(!{ ssl_fc })). A route with C(require_https) answers a plain HTTP request
+    it selects with a redirect to the same URL over https (path and query kept) through the
+    reserved backend C(lay7_https_redirect), which the template defines when the result's
+    C(https_redirect_backend) is set; over HTTPS the route goes to its backend. It keeps its
+    place in precedence order, so a more specific route without it still wins over HTTP.
   - A backend may name a C(fallback) backend. When the backend has no usable server its
     traffic goes to the fallback (one hop, never chained); when neither has a usable server the
     original backend answers, so clients get a 503.
@@ -29,8 +36,10 @@ description:
   - Any invalid input raises an error naming the route (name and index) or backend, the field
     and the bad value, before anything is deployed. Unknown keys, duplicate route names, routes
     shadowed by higher-precedence routes, invalid regexes, paths not starting with C(/),
-    undefined backends or fallbacks, a fallback naming its own backend, empty server lists and
-    unknown match types are all rejected.
+    undefined backends or fallbacks, a fallback naming its own backend, empty server lists,
+    unknown match types, a C(scheme) other than C(http) or C(https), a C(require_https) that is
+    not a boolean or comes with a C(scheme), and a backend named C(lay7_https_redirect) are all
+    rejected.
   - Regexes must stay within a subset that Python's C(re) and HAProxy's PCRE2 read alike
     (literals, escaped punctuation, C(\xHH), C(.), ASCII C(\d \w \s) and their negations,
     classes, groups, alternation, greedy and lazy repetition up to 1000); their matches must
@@ -41,8 +50,9 @@ description:
   - A C(host) is compared with the whole C(Host) header, port removed, lower-cased; a malformed
     header (a comma list, a trailing dot, an IPv6 literal) matches no host route, in both forms.
   - A compiled table has at most 8000 frontend lines, so C(haproxy -c) stays well under 2 s;
-    O(mode=auto) then uses maps, O(mode=acl) is refused, and a map form whose wildcard-host,
-    method and regex routes exceed it is refused.
+    O(mode=auto) then uses maps, O(mode=acl) is refused, and a map form whose rules (wildcard-host
+    routes, regex routes with methods, routes with C(scheme) or C(require_https)) exceed it is
+    refused.
   - See C(docs/routing.md) in the collection for the model in depth.
 positional: backends, default_backend
 options:
@@ -51,7 +61,14 @@ options:
       - The route table, a list of routes. Keys are C(name) (required, unique; letters, digits,
         C(_), C(.), C(-)), C(path) (required, starts with C(/)), C(match) (C(exact), C(prefix) or
         C(regex); default C(prefix)), C(host) (a host name or C(*.example.com)), C(methods) (a list
-        of HTTP methods) and C(backend) (required). Any other key is an error.
+        of HTTP methods), C(scheme), C(require_https) and C(backend) (required). Any other key is
+        an error.
+      - C(scheme) is C(http) or C(https); the route then applies only to requests that arrived on
+        that scheme. Without it (or null), the route applies to both.
+      - C(require_https) (boolean, default false) redirects a plain HTTP request the route selects to
+        the same URL over https (code set by the template); over HTTPS the route goes to its
+        backend. Refused together with a C(scheme) (with C(http) it contradicts itself, with
+        C(https) it could never redirect).
     type: list
     elements: dict
     required: true
@@ -86,8 +103,8 @@ options:
       - C(acl) emits named ACLs and C(use_backend) lines; C(map) puts every route without a
         wildcard host into map files (keyed by path, host and path, or method, host and path;
         regex routes without methods into C(map_reg) files in precedence order) looked up once
-        per request, leaving only wildcard-host routes and regex routes with methods as ACL
-        rules; C(auto) chooses by O(map_threshold).
+        per request, leaving only wildcard-host routes, regex routes with methods and routes
+        with C(scheme) or C(require_https) as ACL rules; C(auto) chooses by O(map_threshold).
       - Both forms route every request identically.
     type: str
     choices: [auto, acl, map]
@@ -130,6 +147,25 @@ EXAMPLES = r"""
       - {name: upload, path: /upload, methods: [POST, PUT], backend: api}
       - {name: health, path: /healthz, match: exact, backend: main}
       - {name: reports, path: '/reports/[0-9]+', match: regex, backend: api}
+
+- name: HTTPS-only admin area with a public part, and a route for HTTPS requests only
+  ansible.builtin.set_fact:
+    compiled: "{{ routes | lay7.ha.route_compile(backends, 'main') }}"
+  vars:
+    backends:
+      main: {servers: [{name: web1, address: 192.0.2.11}]}
+      admin: {servers: [{name: adm1, address: 192.0.2.31}]}
+    routes:
+      # http://.../admin/x is redirected to https://.../admin/x; https goes to admin
+      - {name: admin, path: /admin, require_https: true, backend: admin}
+      # more specific, without require_https: served over both schemes
+      - {name: admin_status, path: /admin/status, match: exact, backend: main}
+      # only for requests over https; over http /api goes to the default backend
+      - {name: api, path: /api, scheme: https, backend: admin}
+# compiled.https_redirect_backend == 'lay7_https_redirect' (the template defines that backend)
+# compiled.frontend (acl form) includes, at route admin's position:
+#   - use_backend lay7_https_redirect if !{ ssl_fc } route_admin_path
+#   - use_backend admin if route_admin_path
 
 - name: Write the map files, then the configuration (what the haproxy_l7 role does)
   ansible.builtin.copy:
@@ -207,9 +243,20 @@ _value:
         port: {description: Server port., type: int}
         check_path: {description: The backend's health check path or null (role default)., type: str}
     routes:
-      description: Normalised routes in precedence order (index is the declaration index).
+      description:
+        - Normalised routes in precedence order (index is the declaration index), each with
+          name, index, match, path, host, methods, scheme (C(http), C(https) or null),
+          require_https and backend.
       type: list
       elements: dict
+    https_redirect_backend:
+      description:
+        - C(lay7_https_redirect) when any route has C(require_https), else null. The frontend
+          lines send plain HTTP requests that such a route selects to this backend, so the
+          template must then define it without servers, answering
+          C(http-request redirect scheme https code <301|308>), and bind an C(ssl) listener in
+          the same frontend.
+      type: str
 """
 
 from ansible.errors import AnsibleFilterError

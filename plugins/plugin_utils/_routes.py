@@ -30,6 +30,13 @@ Two compiled forms route identically (the unit and loopback tests prove it):
   maps and the remaining (wildcard host, regex with methods) routes, which are ACL rules,
   then override that result only when their rank is lower, so precedence is identical to
   the ``acl`` form.
+
+A route may be limited to one ``scheme`` (``{ ssl_fc }`` or ``!{ ssl_fc }``: an https bind
+and an http bind share the frontend), and ``require_https`` sends a plain HTTP request the
+route selects to the reserved backend ``lay7_https_redirect`` (the template defines it: a
+redirect to the same URL over https) at the route's position in precedence order, so a more
+specific route without it still wins. No map key can express either, so such routes stay
+rules in the ``map`` form, like wildcard-host routes.
 """
 
 from __future__ import annotations
@@ -60,9 +67,17 @@ MODES = ("auto", "acl", "map")
 BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source", "first")
 PERSISTENCE_MODES = ("none", "cookie", "source", "stick-table")
 
-ROUTE_KEYS = ("name", "path", "match", "host", "methods", "backend")
+SCHEMES = ("http", "https")
+ROUTE_KEYS = ("name", "path", "match", "host", "methods", "scheme", "require_https", "backend")
 BACKEND_KEYS = ("servers", "fallback", "balance", "persistence", "cookie_name", "check_path")
 SERVER_KEYS = ("name", "address", "port", "weight", "backup")
+
+# The backend a request over plain HTTP goes to when the route it selects has require_https:
+# the role's template defines it (no servers, "http-request redirect scheme https"). Reserved:
+# a user backend of this name is refused.
+HTTPS_REDIRECT_BACKEND = "lay7_https_redirect"
+# The condition "the request arrived over TLS" (a bind with "ssl" in the same frontend).
+SSL_FC = "{ ssl_fc }"
 
 EXACT_MAP_NAME = "lay7_routes_exact.map"
 PREFIX_MAP_NAME = "lay7_routes_prefix.map"
@@ -287,6 +302,8 @@ class Route:
     host: str | None
     methods: tuple
     backend: str
+    scheme: str | None = None
+    require_https: bool = False
 
     @property
     def where(self) -> str:
@@ -300,27 +317,33 @@ class Route:
         return 1 if self.host.startswith("*.") else 0
 
     @property
+    def scheme_bound(self) -> bool:
+        """True when what the route does depends on the scheme (a scheme condition or
+        require_https): no map key can say that, so the route stays a rule in the map form."""
+        return self.scheme is not None or self.require_https
+
+    @property
     def conditioned(self) -> bool:
         """True when the route cannot live in a path-only map."""
-        return self.host is not None or bool(self.methods) or self.match == "regex"
+        return self.host is not None or bool(self.methods) or self.match == "regex" or self.scheme_bound
 
     @property
     def host_mapped(self) -> bool:
         """True when the map form looks the route up in a host map (exact host, no methods,
-        exact or prefix path)."""
-        return self.host_class == 0 and not self.methods and self.match != "regex"
+        exact or prefix path, not scheme-bound)."""
+        return self.host_class == 0 and not self.methods and self.match != "regex" and not self.scheme_bound
 
     @property
     def method_mapped(self) -> bool:
         """True when the map form looks the route up in the method maps (methods, an exact
-        host or none, exact or prefix path)."""
-        return bool(self.methods) and self.host_class != 1 and self.match != "regex"
+        host or none, exact or prefix path, not scheme-bound)."""
+        return bool(self.methods) and self.host_class != 1 and self.match != "regex" and not self.scheme_bound
 
     @property
     def regex_mapped(self) -> bool:
         """True when the map form looks the route up in a regex map (a regex, an exact host or
-        none, no methods)."""
-        return self.match == "regex" and not self.methods and self.host_class != 1
+        none, no methods, not scheme-bound)."""
+        return self.match == "regex" and not self.methods and self.host_class != 1 and not self.scheme_bound
 
     @property
     def ruled(self) -> bool:
@@ -329,9 +352,11 @@ class Route:
 
     def precedence_key(self) -> tuple:
         """Gateway API order: host exact > wildcard (longer first) > none; exact path >
-        prefix (longer first) > regex; with methods > without; then declaration order.
-        Host and path strings break ties between routes that can never both match, so
-        the emitted order does not depend on how users ordered disjoint routes."""
+        prefix (longer first) > regex; with methods > without; with a scheme > without;
+        then declaration order. Host and path strings, and the scheme, break ties between
+        routes that can never both match, so the emitted order does not depend on how users
+        ordered disjoint routes. require_https is an action, not a condition: it does not
+        change the order."""
         host = self.host or ""
         path_class = MATCH_TYPES.index(self.match)  # exact 0, prefix 1, regex 2
         is_regex = self.match == "regex"
@@ -343,6 +368,8 @@ class Route:
             0 if is_regex else -len(self.path),
             "" if is_regex else self.path,
             0 if self.methods else 1,
+            0 if self.scheme else 1,
+            self.scheme or "",
             self.index,
         )
 
@@ -354,6 +381,8 @@ class Route:
             "path": self.path,
             "host": self.host,
             "methods": list(self.methods),
+            "scheme": self.scheme,
+            "require_https": self.require_https,
             "backend": self.backend,
         }
 
@@ -422,6 +451,11 @@ def _normalise_backends(backends) -> dict:
     out = {}
     for raw_name in sorted(backends, key=_sort_key):
         name = _as_name("backends", "backend name", raw_name)
+        if name == HTTPS_REDIRECT_BACKEND:
+            _fail(
+                f"backends: backend name '{name}' is reserved for the redirect of require_https routes "
+                "(the role defines that backend); choose another name"
+            )
         where = f"backend '{name}'"
         spec = backends[raw_name]
         if not isinstance(spec, dict):
@@ -589,13 +623,27 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
             _fail(f"{where}: methods[{midx}] {_show(method)} is not an HTTP method name")
         norm_methods.add(str(method).upper())
 
+    scheme = raw.get("scheme")
+    if scheme is not None and (not isinstance(scheme, str) or scheme not in SCHEMES):
+        _fail(f"{where}: scheme {_show(scheme)} is not one of {', '.join(SCHEMES)} (leave it out for both)")
+    require_https = raw.get("require_https", False)
+    if not isinstance(require_https, bool):
+        _fail(f"{where}: require_https must be true or false, got {_show(require_https)}")
+    if require_https and scheme == "http":
+        _fail(f"{where}: require_https is true but scheme is 'http': the route would redirect every request it "
+              "matches; drop one of them")
+    if require_https and scheme == "https":
+        _fail(f"{where}: require_https is true but scheme is 'https': the route never sees a plain HTTP request, so "
+              "it would never redirect; drop scheme to redirect HTTP requests (or require_https to only match HTTPS)")
+
     if "backend" not in raw:
         _fail(f"{where}: backend is required")
     backend = raw["backend"]
     if not isinstance(backend, str) or backend not in backends:
         _fail(f"{where}: backend {_show(backend)} is not defined; known: {_known(backends)}")
 
-    return Route(name, idx, str(match), path, host, tuple(sorted(norm_methods)), str(backend))
+    return Route(name, idx, str(match), path, host, tuple(sorted(norm_methods)), str(backend),
+                 None if scheme is None else str(scheme), require_https)
 
 
 def _host_candidates(host: str | None) -> list:
@@ -613,7 +661,8 @@ def _host_candidates(host: str | None) -> list:
 
 
 class _Bucket:
-    """Routes with the same match, path and host, which differ only in methods (and index)."""
+    """Routes with the same match, path, host and scheme, which differ only in methods (and
+    index)."""
 
     __slots__ = ("any_method", "by_method")
 
@@ -646,50 +695,62 @@ class _Bucket:
         return best
 
 
+def _conditions(route: Route) -> str:
+    """A route's conditions besides its path, for a message: ", host h, methods M, scheme s"."""
+    return (
+        (f", host {route.host}" if route.host else "")
+        + (f", methods {','.join(route.methods)}" if route.methods else "")
+        + (f", scheme {route.scheme}" if route.scheme else "")
+    )
+
+
 def _check_shadowing(ordered: list) -> None:
     """Reject routes that a higher-precedence route fully covers: they can never match.
 
-    Near-linear: routes are indexed by (match, path, host), and each route only looks up the
-    few keys that could cover it (its own, its path's prefix ancestors, its host's wildcard
-    parents and "no host"), instead of comparing every pair (24 s for 10,000 host routes)."""
+    Near-linear: routes are indexed by (match, path, host, scheme), and each route only looks
+    up the few keys that could cover it (its own, its path's prefix ancestors, its host's
+    wildcard parents and "no host", its scheme and "no scheme"), instead of comparing every
+    pair (24 s for 10,000 host routes). A route without a scheme covers one with; an http
+    route never covers an https one or the reverse. require_https does not take part: it
+    changes what a route does over HTTP, not which requests it matches."""
     buckets = {}
     for pos, r in enumerate(ordered):
-        buckets.setdefault((r.match, r.path, r.host), _Bucket()).add(pos, r)
+        buckets.setdefault((r.match, r.path, r.host, r.scheme), _Bucket()).add(pos, r)
     for pos, inner in enumerate(ordered):
         paths = [(inner.match, inner.path)]
         if inner.match == "regex":
             paths.append(("prefix", "/"))
         else:
             paths += [("prefix", anc) for anc in _prefix_ancestors(inner.path) if (inner.match, anc) != ("prefix", inner.path)]
+        schemes = [None] if inner.scheme is None else [None, inner.scheme]
         found = None
         for match, path in paths:
             for host in _host_candidates(inner.host):
-                bucket = buckets.get((match, path, host))
-                hit = bucket.first_cover(pos, inner) if bucket is not None else None
-                if hit is not None and (found is None or hit[0] < found[0]):
-                    found = hit
+                for scheme in schemes:
+                    bucket = buckets.get((match, path, host, scheme))
+                    hit = bucket.first_cover(pos, inner) if bucket is not None else None
+                    if hit is not None and (found is None or hit[0] < found[0]):
+                        found = hit
         if found is not None:
             outer = found[1]
             if (
                 _host_covers(outer.host, inner.host)
                 and _methods_cover(outer.methods, inner.methods)
                 and _path_covers(outer, inner)
+                and outer.scheme in (None, inner.scheme)
             ):
-                same = (outer.match, outer.path, outer.host, outer.methods) == (
+                same = (outer.match, outer.path, outer.host, outer.methods, outer.scheme) == (
                     inner.match,
                     inner.path,
                     inner.host,
                     inner.methods,
+                    inner.scheme,
                 )
                 what = "duplicates" if same else "is fully shadowed by"
                 _fail(
-                    f"{inner.where}: path {_show(inner.path)} ({inner.match}"
-                    f"{', host ' + inner.host if inner.host else ''}"
-                    f"{', methods ' + ','.join(inner.methods) if inner.methods else ''}) "
+                    f"{inner.where}: path {_show(inner.path)} ({inner.match}{_conditions(inner)}) "
                     f"{what} route '{outer.name}' (index {outer.index}, {outer.match} {_show(outer.path)}"
-                    f"{', host ' + outer.host if outer.host else ''}"
-                    f"{', methods ' + ','.join(outer.methods) if outer.methods else ''}), "
-                    "which has higher precedence; it could never match"
+                    f"{_conditions(outer)}), which has higher precedence; it could never match"
                 )
 
 
@@ -722,7 +783,13 @@ def _route_acls(route: Route) -> tuple:
     """ACL declaration lines for one route and the condition that combines them."""
     base = f"route_{route.name}"
     lines = []
+    # The scheme first: ssl_fc is the cheapest test, and a request of the other scheme then
+    # skips the route's other ACLs.
     conds = []
+    if route.scheme == "https":
+        conds.append(SSL_FC)
+    elif route.scheme == "http":
+        conds.append("!" + SSL_FC)
     if route.host is not None:
         acl = f"{base}_host"
         fetch = HOST_FETCH
@@ -768,6 +835,11 @@ def emit_acl(ordered: list, backends: dict, default_backend: str) -> list:
     for route in ordered:
         acls, cond = _route_acls(route)
         lines.extend(acls)
+        if route.require_https:
+            # At the route's position, before its own lines (the fallback's included): over
+            # plain HTTP the route redirects whatever the state of its backend; over HTTPS
+            # this line never matches and the route's lines below pick its backend.
+            lines.append(f"use_backend {HTTPS_REDIRECT_BACKEND} if !{SSL_FC} {cond}")
         be = backends[route.backend]
         if be.fallback:
             # Only when the backend has no usable server and its fallback has. The cheap
@@ -882,10 +954,14 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     for rank, route in ruled:
         acls, cond = _route_acls(route)
         lines.extend(acls)
-        rules.append(
-            f"http-request set-var({VAR_HIT}) str({rank}:{route.backend}) if {cond} "
-            f"{{ var({VAR_HIT}),field(1,:) -m int gt {rank} }}"
-        )
+        better = f"{{ var({VAR_HIT}),field(1,:) -m int gt {rank} }}"
+        if route.require_https:
+            # Over plain HTTP the route's candidate is the redirect backend, at the route's rank;
+            # the rule below then finds the rank no longer greater and leaves it.
+            rules.append(
+                f"http-request set-var({VAR_HIT}) str({rank}:{HTTPS_REDIRECT_BACKEND}) if !{SSL_FC} {cond} {better}"
+            )
+        rules.append(f"http-request set-var({VAR_HIT}) str({rank}:{route.backend}) if {cond} {better}")
     lines.extend(rules)
     lines.append(f"http-request set-var({VAR_BACKEND}) var({VAR_HIT}),field(2,:)")
     for be in backends.values():
@@ -994,11 +1070,11 @@ def compile_routes(
         if len(frontend) > MAX_FRONTEND_LINES:
             ruled = sum(1 for r in ordered if r.ruled)
             _fail(
-                f"route table: {ruled} of {len(ordered)} routes have a wildcard host or a regex with methods, which "
-                f"stay HAProxy rules even in the map form: {len(frontend)} frontend lines, more than "
-                f"{MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see docs/routing.md, "
-                "'Limits'); give fewer routes a wildcard host or a regex with methods (any other route, with an "
-                "exact host or none, costs nothing in the map form)"
+                f"route table: {ruled} of {len(ordered)} routes have a wildcard host, a regex with methods, a scheme "
+                f"or require_https, which stay HAProxy rules even in the map form: {len(frontend)} frontend lines, "
+                f"more than {MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see "
+                "docs/routing.md, 'Limits'); give fewer routes a wildcard host, a regex with methods, a scheme or "
+                "require_https (any other route, with an exact host or none, costs nothing in the map form)"
             )
     backends_out = [
         dict(norm_backends[name].as_dict(), fallback_servers=fallback_servers(norm_backends[name], norm_backends))
@@ -1019,4 +1095,7 @@ def compile_routes(
             for be in backends_out for srv in be["servers"]
         ],
         "routes": [r.as_dict() for r in ordered],
+        # The backend require_https routes send plain HTTP requests to, which the template must
+        # define (http-request redirect scheme https); None when no route requires HTTPS.
+        "https_redirect_backend": HTTPS_REDIRECT_BACKEND if any(r.require_https for r in ordered) else None,
     }

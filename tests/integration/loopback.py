@@ -4,19 +4,32 @@ Backends are tiny in-process HTTP servers on 127.0.0.1 that answer every request
 their own name. HAProxy runs in the foreground (``-db``) from a temporary directory with
 short health-check intervals; its stats socket tells when servers are UP or DOWN, so
 tests poll state (bounded in time) instead of sleeping. Only loopback addresses are used.
+
+With ``tls=True`` the frontend gets a second bind, over TLS, as the haproxy_l7 role writes it
+(``ssl crt ... alpn h2,http/1.1`` in the same frontend, so the same compiled rules serve both;
+``ssl_fc`` tells them apart), with a self-signed certificate for ``localhost`` generated into
+the working directory; ``request(..., scheme="https")`` trusts exactly that certificate.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import http.client
 import pathlib
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 LOOPBACK = "127.0.0.1"
@@ -26,6 +39,73 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
+
+
+# The name the test certificate is issued for; clients send it as SNI and check it.
+TLS_HOSTNAME = "localhost"
+
+
+def write_self_signed(workdir: pathlib.Path) -> tuple:
+    """A self-signed certificate for ``localhost`` (P-256: a cheap handshake) into ``workdir``.
+
+    Returns (path of the PEM file HAProxy loads, certificate then key; the certificate alone
+    in PEM, for the client's trust store)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TLS_HOSTNAME)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(TLS_HOSTNAME)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    path = pathlib.Path(workdir) / "localhost.pem"
+    path.write_bytes(cert_pem + key_pem)
+    path.chmod(0o600)
+    return path, cert_pem.decode()
+
+
+def client_context(cert_pem: str) -> ssl.SSLContext:
+    """A client context that trusts only ``cert_pem`` and checks the host name, offering
+    HTTP/1.1 by ALPN (the bind offers h2 too; http.client speaks HTTP/1.1 only)."""
+    ctx = ssl.create_default_context(cadata=cert_pem)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+class _LoopbackHTTPS(http.client.HTTPSConnection):
+    """HTTPS to 127.0.0.1 with SNI and certificate check for ``localhost`` (resolving
+    ``localhost`` may yield ::1 first, which HAProxy does not listen on).
+
+    ``session``: a TLS session of an earlier connection to resume (HAProxy issues session
+    tickets), which halves the cost of a request: the certificate was checked when that
+    session was made. ``tls_session`` holds this connection's session once it is closed."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, timeout: float, session: ssl.SSLSession | None = None):
+        super().__init__(LOOPBACK, port, timeout=timeout, context=context)
+        self._tls_context = context
+        self.tls_session = session
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._tls_context.wrap_socket(self.sock, server_hostname=TLS_HOSTNAME, session=self.tls_session)
+
+    def close(self) -> None:
+        # getresponse() closes the connection once the headers are read (Connection: close);
+        # by then the server's session ticket, sent right after the handshake, has arrived.
+        if self.sock is not None:
+            self.tls_session = self.sock.session
+        super().close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,6 +134,17 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Health checks close their connections abruptly; the resets are not errors worth a
+    traceback on stderr (which a module-scoped proxy would print outside any test)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 class NamedBackend:
     """An HTTP server on a loopback port answering with ``name``; stop() and start() again."""
 
@@ -64,8 +155,7 @@ class NamedBackend:
         self._thread = None
 
     def start(self) -> None:
-        server = ThreadingHTTPServer((LOOPBACK, self.port), _Handler)
-        server.daemon_threads = True
+        server = _QuietServer((LOOPBACK, self.port), _Handler)
         server.name = self.name  # type: ignore[attr-defined]
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -80,13 +170,15 @@ class NamedBackend:
 
 
 def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: pathlib.Path, nbthread: int = 1,
-                  fallback_servers: bool = False, fall: int = 1) -> str:
+                  fallback_servers: bool = False, fall: int = 1, tls_bind: tuple | None = None) -> str:
     """A minimal haproxy.cfg around the compiled frontend lines.
 
     ``server_ports`` maps (backend, server) to the loopback port that server listens on.
     With ``fallback_servers``, each backend also gets its fallback's stand-ins (backup
     servers tracking the fallback's servers), as the haproxy_l7 role writes them. ``fall``:
-    failed checks before a server is marked down."""
+    failed checks before a server is marked down. ``tls_bind``: (port, PEM file) of a second
+    bind, over TLS, in the same frontend. When the compiled table names an
+    ``https_redirect_backend``, that backend redirects to https with code 301."""
     lines = [
         "global",
         f"  stats socket {sock} level admin",
@@ -102,7 +194,15 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
         "frontend fe_lay7",
         f"  bind {LOOPBACK}:{frontend_port}",
     ]
+    if tls_bind is not None:
+        tls_port, pem = tls_bind
+        lines.append(f"  bind {LOOPBACK}:{tls_port} ssl crt {pem} alpn h2,http/1.1")
     lines += [f"  {line}" for line in compiled["frontend"]]
+    if compiled.get("https_redirect_backend"):
+        # What the haproxy_l7 role's template writes: no server, only the redirect (path and
+        # query kept).
+        lines.append(f"backend {compiled['https_redirect_backend']}")
+        lines.append("  http-request redirect scheme https code 301")
     for be in compiled["backends"]:
         lines.append(f"backend {be['name']}")
         lines.append(f"  balance {be['balance']}")
@@ -125,16 +225,25 @@ class HAProxy:
     """Write the config and maps into ``workdir``, validate with ``haproxy -c``, run it."""
 
     def __init__(self, compiled: dict, server_ports: dict, workdir: pathlib.Path, nbthread: int = 1,
-                 fallback_servers: bool = False, fall: int = 1):
+                 fallback_servers: bool = False, fall: int = 1, tls: bool = False):
         self.workdir = pathlib.Path(workdir)
         self.port = free_port()
+        self.tls_port = None
+        self._tls_context = None
+        self._tls_session = None
+        tls_bind = None
+        if tls:
+            pem, cert_pem = write_self_signed(self.workdir)
+            self.tls_port = free_port()
+            self._tls_context = client_context(cert_pem)
+            tls_bind = (self.tls_port, pem)
         self.sock = self.workdir / "admin.sock"
         for m in compiled["maps"]:
             path = pathlib.Path(m["path"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(m["content"])
         self.cfg = self.workdir / "haproxy.cfg"
-        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers, fall))
+        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers, fall, tls_bind))
         self.proc = None
 
     def check(self) -> str:
@@ -152,10 +261,18 @@ class HAProxy:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"haproxy exited: {(self.workdir / 'haproxy.log').read_text()}")
             with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.2):
-                if self.sock.exists():
+                if self.sock.exists() and (self.tls_port is None or self._listening(self.tls_port)):
                     return
             time.sleep(0.02)
         raise TimeoutError("haproxy did not start listening")
+
+    @staticmethod
+    def _listening(port: int) -> bool:
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -203,25 +320,45 @@ class HAProxy:
             time.sleep(0.05)
         raise TimeoutError(f"servers did not reach {want}; last seen {states}")
 
-    def request(self, target: str, host: str | None = None, method: str = "GET") -> tuple:
-        """Send one request with a raw request target; return (status, body)."""
-        conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=5)
+    def wire_host(self, scheme: str = "http") -> str:
+        """The Host header a request without an explicit host sends (``127.0.0.1:<port>``)."""
+        return f"{LOOPBACK}:{self.tls_port if scheme == 'https' else self.port}"
+
+    def exchange(self, target: str, host: str | None = None, method: str = "GET", scheme: str = "http") -> tuple:
+        """Send one request with a raw request target over ``scheme`` (``https`` needs
+        ``tls=True``); return (status, headers as an ``http.client.HTTPMessage``, body)."""
+        if scheme == "https":
+            if self._tls_context is None:
+                raise ValueError("this HAProxy has no TLS bind (start it with tls=True)")
+            conn = _LoopbackHTTPS(self.tls_port, self._tls_context, timeout=5, session=self._tls_session)
+        elif scheme == "http":
+            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=5)
+        else:
+            raise ValueError(f"scheme {scheme!r} is neither http nor https")
         try:
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", host or f"{LOOPBACK}:{self.port}")
+            conn.putheader("Host", host or self.wire_host(scheme))
             conn.putheader("Connection", "close")
             if method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", "0")
             conn.endheaders()
             resp = conn.getresponse()
-            return resp.status, resp.read().decode(errors="replace")
+            return resp.status, resp.headers, resp.read().decode(errors="replace")
         finally:
             conn.close()
+            if scheme == "https" and conn.tls_session is not None:
+                self._tls_session = conn.tls_session
+
+    def request(self, target: str, host: str | None = None, method: str = "GET", scheme: str = "http") -> tuple:
+        """Send one request with a raw request target; return (status, body)."""
+        status, _headers, body = self.exchange(target, host, method, scheme)
+        return status, body
 
 
 @contextlib.contextmanager
-def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1):
-    """Start one NamedBackend per server (named after its backend) and HAProxy; always clean up."""
+def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1, tls: bool = False):
+    """Start one NamedBackend per server (named after its backend) and HAProxy (with a second,
+    TLS bind when ``tls``); always clean up."""
     backends = {}
     ports = {}
     for be in compiled["backends"]:
@@ -229,7 +366,7 @@ def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1):
             nb = NamedBackend(be["name"])
             backends[(be["name"], srv["name"])] = nb
             ports[(be["name"], srv["name"])] = nb.port
-    proxy = HAProxy(compiled, ports, workdir, nbthread=nbthread)
+    proxy = HAProxy(compiled, ports, workdir, nbthread=nbthread, tls=tls)
     try:
         for nb in backends.values():
             nb.start()

@@ -1,13 +1,18 @@
 """The compiled route table on the real HAProxy binary, on loopback, in both forms.
 
-Every request is sent over real HTTP; the backend that answers (each backend answers with
-its own name) must be the one the reference matcher predicts. Fallback and 503 are checked
-by stopping backends and waiting (bounded) until HAProxy's health checks see them DOWN.
+Every request is sent over real HTTP and over HTTPS (HAProxy listens on a plain and a TLS
+bind in the same frontend, as the haproxy_l7 role configures it); the backend that answers
+(each backend answers with its own name) must be the one the reference matcher predicts, and
+a request it predicts a redirect for must get a 301 to the same URL over https. Fallback and
+503 are checked by stopping backends and waiting (bounded) until HAProxy's health checks see
+them DOWN.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import reference_matcher as ref
@@ -165,41 +170,119 @@ REGEX_ORDER_REQUESTS = list(itertools.product(
     [None, "api.example.com", "apixexample.com", "API.example.com:80", "x.example.com"],
     ["GET", "POST"],
 ))
+# Scheme-conditioned and require_https routes among plain, exact-host (host and method maps),
+# wildcard and regex routes: the require_https routes' more specific neighbours must win over
+# plain HTTP, the redirect must keep path and query, methods must outrank the scheme.
+SCHEME_ROUTES = [
+    {"name": "admin", "path": "/admin", "require_https": True, "backend": "a_pool"},
+    {"name": "adminpub", "path": "/admin/public", "backend": "b_pool"},
+    {"name": "adminstatus", "path": "/admin/status", "match": "exact", "scheme": "http", "backend": "exact_be"},
+    {"name": "api", "path": "/api", "scheme": "https", "backend": "api"},
+    {"name": "apiget", "path": "/api", "scheme": "http", "methods": ["GET"], "backend": "meth_be"},
+    {"name": "apipost", "path": "/api", "methods": ["POST"], "backend": "b_pool"},
+    {"name": "shop", "host": "shop.example.org", "path": "/", "require_https": True, "backend": "exact_be"},
+    {"name": "shopimg", "host": "shop.example.org", "path": "/img", "backend": "wild_be"},
+    {"name": "shopcart", "host": "shop.example.org", "path": "/cart", "methods": ["PUT"], "scheme": "https", "backend": "meth_be"},
+    {"name": "wild", "host": "*.example.com", "path": "/secure", "require_https": True, "backend": "wild_be"},
+    {"name": "wildtls", "host": "*.example.com", "path": "/v1", "scheme": "https", "backend": "api"},
+    {"name": "rx", "path": "/r/[0-9]+", "match": "regex", "require_https": True, "backend": "regex_be"},
+    {"name": "rxtls", "path": "/r/x.*", "match": "regex", "scheme": "https", "backend": "a_pool"},
+    {"name": "rxany", "path": "/r/.*", "match": "regex", "backend": "main"},
+    {"name": "plain", "path": "/p", "backend": "b_pool"},
+]
+SCHEME_TARGETS = [
+    "/", "/admin", "/admin/x?q=1&next=/a", "/admin/public", "/admin/public/x", "/admin/status", "/admin/status?x",
+    "/api", "/api/v1?x=%20y", "/img/a.png", "/cart", "/secure/x?y=1", "/v1", "/r/12", "/r/12?a=b", "/r/x1", "/r/y",
+    "/p", "*",
+]  # fmt: skip
+SCHEME_HOSTS = [None, "shop.example.org", "Shop.Example.ORG:8443", "a.example.com", "example.com"]
+
 LARGE_TARGETS = [
     "/svc", "/svc/", "/svc/0/exact", "/svc/0/exactly", "/svc/3/exact/", "/svc/1", "/svc/1/x", "/svc/10",
     "/svc/100/a", "/svc/7", "/svc/7/x", "/svc/399", "/svc/3999", "/other",
 ]  # fmt: skip
 
 
-def _check(proxy, routes, backends, default, requests, up) -> list:
-    """Send every request; return a list of mismatches (empty when all agree)."""
-    problems = []
-    for target, host, method in requests:
-        wire_host = host or f"127.0.0.1:{proxy.port}"
-        want = ref.choose_backend(routes, backends, default, target, wire_host, method, up)
-        status, body = proxy.request(target, host, method)
-        got = body if status == 200 else status
-        expected = want if want in up else 503
-        if got != expected:
-            problems.append(f"{method} {target[:60]!r} host={host}: got {got!r}, expected {expected!r}")
-    return problems
+def _check(proxy, routes, backends, default, requests, up, scheme="http") -> list:
+    """Send every request over ``scheme``; return a list of mismatches (empty when all agree).
+    A predicted redirect must be a 301 to the same URL over https, the Host header as sent."""
+
+    def one(request: tuple) -> str | None:
+        target, host, method = request
+        wire_host = host or proxy.wire_host(scheme)
+        want = ref.choose_backend(routes, backends, default, target, wire_host, method, up, scheme)
+        status, headers, body = proxy.exchange(target, host, method, scheme)
+        if want == ref.REDIRECT_HTTPS:
+            got = (status, headers.get("Location"))
+            expected = (301, ref.redirect_location(target, wire_host))
+        else:
+            got = body if status == 200 else status
+            expected = want if want in up else 503
+        return None if got == expected else f"{scheme} {method} {target[:60]!r} host={host}: got {got!r}, expected {expected!r}"
+
+    # A few requests in flight at once: each is still one connection and one request, and
+    # HAProxy routes each on its own; most of a request's time is spent waiting (handshakes).
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return [problem for problem in pool.map(one, requests) if problem is not None]
 
 
-@pytest.mark.parametrize("mode", ["acl", "map"])
+TABLES = {
+    "seed": (SEED_ROUTES, SEED_BACKENDS, [(t, None, "GET") for t in TRICKY]),
+    "complex": (COMPLEX_ROUTES, COMPLEX_BACKENDS, list(itertools.product(COMPLEX_TARGETS, HOSTS, METHODS))),
+    "large": (LARGE_ROUTES, LARGE_BACKENDS, list(itertools.product(LARGE_TARGETS, [None], ["GET", "POST"]))),
+    "hosts": (HOST_ROUTES, HOST_BACKENDS, list(itertools.product(HOST_TARGETS, HOST_HEADERS, METHODS))),
+    "regex": (REGEX_EDGE_ROUTES, REGEX_BACKENDS, [(t, None, "GET") for t in REGEX_TARGETS]),
+    "methods": (METHOD_ROUTES, COMPLEX_BACKENDS, list(itertools.product(METHOD_TARGETS, METHOD_HOSTS, METHOD_METHODS))),
+    "regex-order": (REGEX_ORDER_ROUTES, REGEX_BACKENDS, REGEX_ORDER_REQUESTS),
+    "scheme": (SCHEME_ROUTES, COMPLEX_BACKENDS, list(itertools.product(SCHEME_TARGETS, SCHEME_HOSTS, METHODS))),
+}
+
+
+class _OneProxy:
+    """The running HAProxy (plain and TLS binds) of the (table, mode) the current test asks for.
+
+    The cases are listed with the scheme varying fastest, so the http and https cases of one
+    table and form share one HAProxy, started once; asking for another table stops it."""
+
+    def __init__(self, tmp_path_factory):
+        self._tmp = tmp_path_factory
+        self._key = None
+        self._stack = contextlib.ExitStack()
+        self.compiled = None
+        self.proxy = None
+
+    def get(self, table: str, mode: str):
+        if (table, mode) != self._key:
+            self.close()
+            routes, backends, _requests = TABLES[table]
+            workdir = self._tmp.mktemp(f"{table}-{mode}")
+            default = "main" if "main" in backends else "be3"
+            compiled = compile_routes(routes, backends, default, map_dir=str(workdir / "maps"), mode=mode)
+            self.proxy, _servers = self._stack.enter_context(running(compiled, workdir, tls=True))
+            self.compiled, self._key = compiled, (table, mode)
+        return self.compiled, self.proxy
+
+    def close(self) -> None:
+        self._stack.close()
+        self._key = self.compiled = self.proxy = None
+
+
+@pytest.fixture(scope="module")
+def one_proxy(tmp_path_factory):
+    holder = _OneProxy(tmp_path_factory)
+    try:
+        yield holder
+    finally:
+        holder.close()
+
+
 @pytest.mark.parametrize(
-    ("table", "routes", "backends", "requests"),
-    [
-        ("seed", SEED_ROUTES, SEED_BACKENDS, [(t, None, "GET") for t in TRICKY]),
-        ("complex", COMPLEX_ROUTES, COMPLEX_BACKENDS, list(itertools.product(COMPLEX_TARGETS, HOSTS, METHODS))),
-        ("large", LARGE_ROUTES, LARGE_BACKENDS, list(itertools.product(LARGE_TARGETS, [None], ["GET", "POST"]))),
-        ("hosts", HOST_ROUTES, HOST_BACKENDS, list(itertools.product(HOST_TARGETS, HOST_HEADERS, METHODS))),
-        ("regex", REGEX_EDGE_ROUTES, REGEX_BACKENDS, [(t, None, "GET") for t in REGEX_TARGETS]),
-        ("methods", METHOD_ROUTES, COMPLEX_BACKENDS, list(itertools.product(METHOD_TARGETS, METHOD_HOSTS, METHOD_METHODS))),
-        ("regex-order", REGEX_ORDER_ROUTES, REGEX_BACKENDS, REGEX_ORDER_REQUESTS),
-    ],
+    ("table", "mode", "scheme"),
+    [pytest.param(t, m, s, id=f"{t}-{m}-{s}") for t, m, s in itertools.product(TABLES, ["acl", "map"], ["http", "https"])],
 )
-def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, routes, backends, requests):
-    compiled = compile_routes(routes, backends, "main" if "main" in backends else "be3", map_dir=str(tmp_path / "maps"), mode=mode)
+def test_every_request_reaches_the_predicted_backend(one_proxy, table, mode, scheme):
+    routes, backends, requests = TABLES[table]
+    compiled, proxy = one_proxy.get(table, mode)
     if table == "hosts" and mode == "map":
         assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_host_exact.map", "lay7_routes_host_prefix.map"}
     if table == "regex-order" and mode == "map":
@@ -208,14 +291,27 @@ def test_every_request_reaches_the_predicted_backend(tmp_path, mode, table, rout
     if table == "methods" and mode == "map":
         assert {m["name"] for m in compiled["maps"]} >= {"lay7_routes_method_exact.map", "lay7_routes_method_prefix.map"}
         assert not any(line.startswith("acl route_api") or line.startswith("acl route_v1") for line in compiled["frontend"])
-    default = compiled["default_backend"]
-    with running(compiled, tmp_path) as (proxy, _servers):
-        problems = _check(proxy, routes, backends, default, requests, set(backends))
+    assert compiled["https_redirect_backend"] == ("lay7_https_redirect" if table == "scheme" else None)
+    if table == "scheme" and mode == "map":
+        # The scheme-bound routes are rules, the plain exact-host one a host map key.
+        assert "lay7_routes_host_prefix.map" in {m["name"] for m in compiled["maps"]}
+        assert sum(" str(" in line for line in compiled["frontend"]) == 10 + 4  # 10 rules, 4 of them with a redirect rule
+    problems = _check(proxy, routes, backends, compiled["default_backend"], requests, set(backends), scheme)
     assert not problems, f"{len(problems)} of {len(requests)} requests misrouted:\n" + "\n".join(problems[:30])
+
+
+def test_redirect_keeps_path_and_query_and_names_the_host(one_proxy):
+    """The redirect answer itself, beyond its Location: a 301 from HAProxy, no backend body."""
+    _compiled, proxy = one_proxy.get("scheme", "acl")
+    status, headers, body = proxy.exchange("/admin/a%20b/c?x=1&y=/z&", "www.example.net:8080", "GET", "http")
+    assert (status, headers["Location"], body) == (301, "https://www.example.net:8080/admin/a%20b/c?x=1&y=/z&", "")
+    assert proxy.exchange("/admin/a%20b/c?x=1", "www.example.net", "GET", "https")[::2] == (200, "a_pool")
 
 
 @pytest.mark.parametrize("mode", ["acl", "map"])
 def test_fallback_and_503_when_backends_stop(tmp_path, mode):
+    """Over both schemes with one HAProxy (stopping backends and waiting for the health checks
+    is this test's cost, not the requests)."""
     compiled = compile_routes(SEED_ROUTES, SEED_BACKENDS, "main", map_dir=str(tmp_path / "maps"), mode=mode)
     requests = [(t, None, "GET") for t in ["/a", "/a/x", "/b", "/b/x", "/", "/x", "*", "/ab"]]
     scenarios = [
@@ -227,7 +323,7 @@ def test_fallback_and_503_when_backends_stop(tmp_path, mode):
         set(),
         {"main", "a_pool", "b_pool"},  # everything recovers
     ]
-    with running(compiled, tmp_path) as (proxy, servers):
+    with running(compiled, tmp_path, tls=True) as (proxy, servers):
         for up in scenarios:
             for (backend, name), nb in servers.items():
                 if backend in up and nb._server is None:
@@ -235,7 +331,7 @@ def test_fallback_and_503_when_backends_stop(tmp_path, mode):
                 elif backend not in up and nb._server is not None:
                     nb.stop()
             proxy.wait_states({key: ("UP" if key[0] in up else "DOWN") for key in servers})
-            problems = _check(proxy, SEED_ROUTES, SEED_BACKENDS, "main", requests, up)
+            problems = [p for scheme in ("http", "https") for p in _check(proxy, SEED_ROUTES, SEED_BACKENDS, "main", requests, up, scheme)]
             assert not problems, f"with {sorted(up)} up:\n" + "\n".join(problems)
 
 
@@ -243,10 +339,13 @@ def test_haproxy_accepts_config_without_warnings(tmp_path):
     """haproxy -c must not warn about the emitted rules (e.g. rule ordering)."""
     from loopback import HAProxy
 
-    for mode in ("acl", "map"):
-        workdir = tmp_path / mode
+    for (name, routes), mode in itertools.product((("complex", COMPLEX_ROUTES), ("scheme", SCHEME_ROUTES)), ("acl", "map")):
+        workdir = tmp_path / f"{name}-{mode}"
         workdir.mkdir()
-        compiled = compile_routes(COMPLEX_ROUTES, COMPLEX_BACKENDS, "main", map_dir=str(workdir / "maps"), mode=mode)
+        compiled = compile_routes(routes, COMPLEX_BACKENDS, "main", map_dir=str(workdir / "maps"), mode=mode)
         ports = {(be["name"], s["name"]): 1 for be in compiled["backends"] for s in be["servers"]}
-        out = HAProxy(compiled, ports, workdir).check()
+        # With the TLS bind, and for the scheme table the redirect backend (it has no server).
+        proxy = HAProxy(compiled, ports, workdir, tls=True)
+        assert (" ssl crt " in proxy.cfg.read_text()) and (("backend lay7_https_redirect" in proxy.cfg.read_text()) == (name == "scheme"))
+        out = proxy.check()
         assert "WARNING" not in out, out

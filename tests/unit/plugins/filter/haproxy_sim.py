@@ -8,7 +8,10 @@ PCRE2 without UTF does; ``map_beg`` returns the longest matching key, ``map_reg`
 key (a regex) in file order that matches; ``req.fhdr(host)`` is the
 whole Host header (one value: HAProxy refuses differing duplicates); ``concat`` appends
 nothing for a variable that is not set; ``sub(<var>)`` fails when the variable is not set;
-``method`` is the request method as sent (HAProxy compares it case-sensitively). Anything outside the known subset raises, so an emitter change
+``method`` is the request method as sent (HAProxy compares it case-sensitively); ``ssl_fc``
+is true for a request that arrived on the TLS bind (``scheme="https"``), and the redirect
+backend named by the compiled ``https_redirect_backend`` answers with a redirect to https
+(:data:`REDIRECT_HTTPS`, the reference matcher's outcome). Anything outside the known subset raises, so an emitter change
 cannot slip past the tests by being silently ignored. tests/integration checks the same
 behaviour against the real binary.
 """
@@ -19,6 +22,10 @@ import re
 
 
 HOST_FETCH = "req.fhdr(host),field(1,:),lower"
+
+
+# What a request routed to the redirect backend gets (the reference matcher's outcome).
+REDIRECT_HTTPS = "redirect:https"
 
 
 class Unsupported(Exception):
@@ -73,14 +80,18 @@ def parse_map(content: str) -> dict:
 
 
 class Request:
-    def __init__(self, target: str, host: str | None, method: str):
+    def __init__(self, target: str, host: str | None, method: str, scheme: str = "http"):
+        if scheme not in ("http", "https"):
+            raise Unsupported(f"scheme {scheme!r}")
         self.path = target.split("?", 1)[0] if target.startswith("/") else None
         self.host = host
         self.method = method
+        self.ssl = scheme == "https"
 
 
 class Frontend:
-    def __init__(self, lines: list, maps: list):
+    def __init__(self, lines: list, maps: list, https_redirect_backend: str | None = None):
+        self.https_redirect_backend = https_redirect_backend
         self.maps = {m["path"]: parse_map(m["content"]) for m in maps}
         self.acls = {}  # name -> list of (fetch, match, patterns)
         self.http_rules = []  # (var, expr, cond)
@@ -161,6 +172,8 @@ class Frontend:
         return False
 
     def _anon(self, words: tuple, req: Request, vars_: dict, up: set) -> bool:
+        if words == ("ssl_fc",):
+            return req.ssl
         m = re.fullmatch(r"nbsrv\(([^)]+)\)", words[0])
         if m and words[1:] == ("gt", "0"):
             return m.group(1) in up
@@ -245,8 +258,15 @@ class Frontend:
             return req.path
         return vars_.get(source[len("var(") : -1])
 
-    def route(self, target: str, host: str | None = None, method: str = "GET", up: set | None = None) -> str:
-        req = Request(target, host, method)
+    def route(self, target: str, host: str | None = None, method: str = "GET", up: set | None = None,
+              scheme: str = "http") -> str:
+        """The backend that answers, or REDIRECT_HTTPS when the rules pick the redirect backend."""
+        backend = self._backend(Request(target, host, method, scheme), up)
+        if backend is not None and backend == self.https_redirect_backend:
+            return REDIRECT_HTTPS
+        return backend
+
+    def _backend(self, req: Request, up: set | None) -> str:
         up = set() if up is None else up
         vars_ = {}
         for var, expr, cond in self.http_rules:

@@ -1,14 +1,22 @@
 """Reference semantics of a lay7.ha route table, written independently of the compiler.
 
 It works on the raw, user-facing route table (not the compiler's normalised output) and
-implements docs/routing.md directly: match types, host and method conditions, Gateway API
-precedence and one-hop fallback. Tests compare what the compiled HAProxy rules do (simulated
-in haproxy_sim.py, and for real in tests/integration) with what this module says.
+implements docs/routing.md directly: match types, host, method and scheme conditions, Gateway
+API precedence, require_https redirects and one-hop fallback. Tests compare what the compiled
+HAProxy rules do (simulated in haproxy_sim.py, and for real in tests/integration) with what
+this module says.
+
+The outcome of a request is a backend name, or :data:`REDIRECT_HTTPS` when the route it
+selects has ``require_https`` and it arrived over plain HTTP: the client is redirected to the
+same URL over https (no backend, so no fallback, whatever the backends' state).
 """
 
 from __future__ import annotations
 
 import re
+
+# The outcome "redirected to https" (a backend name never holds ':').
+REDIRECT_HTTPS = "redirect:https"
 
 
 def request_path(target: str) -> str | None:
@@ -61,6 +69,11 @@ def method_matches(route: dict, method: str) -> bool:
     return not methods or method in methods
 
 
+def scheme_matches(route: dict, scheme: str) -> bool:
+    want = route.get("scheme")
+    return want is None or want == scheme
+
+
 def precedence(route: dict, index: int) -> tuple:
     host = route.get("host")
     if host is None:
@@ -76,16 +89,22 @@ def precedence(route: dict, index: int) -> tuple:
         path_key = (1, -len(_norm_prefix(route["path"])))
     else:
         path_key = (2, 0)
-    return host_key + path_key + (0 if route.get("methods") else 1, index)
+    # Methods before scheme: a route with methods and no scheme outranks one with a scheme and
+    # no methods (docs/routing.md, "Precedence").
+    return host_key + path_key + (0 if route.get("methods") else 1, 0 if route.get("scheme") else 1, index)
 
 
-def select_route(routes: list, target: str, host: str | None = None, method: str = "GET") -> dict | None:
-    """The route a request matches, or None (default backend)."""
+def select_route(routes: list, target: str, host: str | None = None, method: str = "GET",
+                 scheme: str = "http") -> dict | None:
+    """The route a request over ``scheme`` (``http`` or ``https``) matches, or None (default
+    backend)."""
+    if scheme not in ("http", "https"):
+        raise ValueError(scheme)
     path = request_path(target)
     matching = [
         (precedence(r, i), i)
         for i, r in enumerate(routes)
-        if path_matches(r, path) and host_matches(r, host) and method_matches(r, method)
+        if path_matches(r, path) and host_matches(r, host) and method_matches(r, method) and scheme_matches(r, scheme)
     ]
     if not matching:
         return None
@@ -111,8 +130,18 @@ def choose_backend(
     host: str | None = None,
     method: str = "GET",
     up: set | None = None,
+    scheme: str = "http",
 ) -> str:
+    """The backend that answers the request, or REDIRECT_HTTPS."""
     up = set(backends) if up is None else set(up)
-    route = select_route(routes, target, host, method)
+    route = select_route(routes, target, host, method, scheme)
+    if route is not None and route.get("require_https") and scheme == "http":
+        return REDIRECT_HTTPS
     wanted = default_backend if route is None else route["backend"]
     return resolve_backend(wanted, backends, up)
+
+
+def redirect_location(target: str, host_header: str) -> str:
+    """Where a REDIRECT_HTTPS outcome sends the client: https, the Host header as sent (HAProxy
+    keeps its case and port) and the request target, query string included."""
+    return f"https://{host_header}{target}"

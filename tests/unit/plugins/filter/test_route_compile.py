@@ -27,19 +27,19 @@ from ansible_collections.lay7.ha.plugins.plugin_utils._routes import DEFAULT_MAP
 MODES = ("acl", "map")
 
 
-def simulate(routes, backends, default, mode, target, host=None, method="GET", up=None):
+def simulate(routes, backends, default, mode, target, host=None, method="GET", up=None, scheme="http"):
     compiled = compile_routes(routes, backends, default, mode=mode)
     assert compiled["mode"] == mode
-    frontend = haproxy_sim.Frontend(compiled["frontend"], compiled["maps"])
-    return frontend.route(target, host, method, set(backends) if up is None else set(up))
+    frontend = haproxy_sim.Frontend(compiled["frontend"], compiled["maps"], compiled["https_redirect_backend"])
+    return frontend.route(target, host, method, set(backends) if up is None else set(up), scheme)
 
 
-def assert_routes(routes, backends, default, target, expected, host=None, method="GET", up=None):
-    got_ref = ref.choose_backend(routes, backends, default, target, host, method, up)
-    assert got_ref == expected, f"reference matcher: {target!r} -> {got_ref}, expected {expected}"
+def assert_routes(routes, backends, default, target, expected, host=None, method="GET", up=None, scheme="http"):
+    got_ref = ref.choose_backend(routes, backends, default, target, host, method, up, scheme)
+    assert got_ref == expected, f"reference matcher: {scheme} {target!r} -> {got_ref}, expected {expected}"
     for mode in MODES:
-        got = simulate(routes, backends, default, mode, target, host, method, up)
-        assert got == expected, f"{mode} form: {target!r} host={host} {method} -> {got}, expected {expected}"
+        got = simulate(routes, backends, default, mode, target, host, method, up, scheme)
+        assert got == expected, f"{mode} form: {scheme} {target!r} host={host} {method} -> {got}, expected {expected}"
 
 
 # ------------------------------------------------------------------ tricky paths
@@ -303,7 +303,7 @@ def test_contract_shape_and_defaults():
     }
     routes = [{"name": "app", "path": "/app/", "backend": "app"}]
     compiled = compile_routes(routes, backends, "main")
-    assert list(compiled) == ["mode", "default_backend", "frontend", "maps", "backends", "servers", "routes"]
+    assert list(compiled) == ["mode", "default_backend", "frontend", "maps", "backends", "servers", "routes", "https_redirect_backend"]
     assert compiled["mode"] == "acl"
     assert compiled["default_backend"] == "main"
     assert compiled["backends"] == [
@@ -332,8 +332,10 @@ def test_contract_shape_and_defaults():
         },
     ]
     assert compiled["routes"] == [
-        {"name": "app", "index": 0, "match": "prefix", "path": "/app", "host": None, "methods": [], "backend": "app"}
+        {"name": "app", "index": 0, "match": "prefix", "path": "/app", "host": None, "methods": [], "scheme": None,
+         "require_https": False, "backend": "app"}
     ]
+    assert compiled["https_redirect_backend"] is None
 
 
 def test_fallback_servers_stand_in_as_tracking_backups():
@@ -724,6 +726,8 @@ def _random_table(
     hosts: tuple = ("x.example.com", "*.example.com", "y.example.com"),
     method_rate: float = 0.3,
     methods: tuple = ("GET", "POST", "PUT"),
+    scheme_rate: float = 0.0,
+    require_https_rate: float = 0.0,
 ) -> tuple:
     segs = ["a", "b", "ab", "c"]
     names = ["main", "r1", "r2", "r3"]
@@ -745,6 +749,11 @@ def _random_table(
             route["host"] = rng.choice(hosts)
         if rng.random() < method_rate:
             route["methods"] = rng.sample(list(methods), rng.randint(1, 2))
+        # Drawn only when asked for, so the tables of the tests without schemes stay the same.
+        if scheme_rate and rng.random() < scheme_rate:
+            route["scheme"] = rng.choice(["http", "https"])
+        if require_https_rate and route.get("scheme") is None and rng.random() < require_https_rate:
+            route["require_https"] = True
         routes.append(route)
     return routes, backends
 
@@ -848,7 +857,7 @@ def test_random_method_tables_agree_across_reference_acl_and_map():
 
 def _frontend(routes, backends, mode):
     compiled = compile_routes(routes, backends, "main", mode=mode)
-    frontend = haproxy_sim.Frontend(compiled["frontend"], compiled["maps"])
+    frontend = haproxy_sim.Frontend(compiled["frontend"], compiled["maps"], compiled["https_redirect_backend"])
     frontend.maps_list = compiled["maps"]
     return frontend
 
@@ -1490,7 +1499,7 @@ def _mutate(rng: random.Random, table: dict) -> None:
     backends = table["backends"] if isinstance(table["backends"], dict) else {}
     backends = [b for _name, b in sorted(backends.items(), key=lambda kv: kv[0] if isinstance(kv[0], str) else type(kv[0]).__name__) if isinstance(b, dict)]
     if kind == "route" and routes:
-        rng.choice(routes)[rng.choice(["name", "path", "match", "host", "methods", "backend"])] = value
+        rng.choice(routes)[rng.choice(["name", "path", "match", "host", "methods", "scheme", "require_https", "backend"])] = value
     elif kind == "backend" and backends:
         rng.choice(backends)[rng.choice(["fallback", "balance", "persistence", "cookie_name", "check_path", "servers"])] = value
     elif kind == "server" and backends:
@@ -1665,7 +1674,8 @@ def test_acl_mode_refuses_tables_above_the_limit_and_auto_switches_to_maps():
 def test_map_form_refuses_too_many_conditioned_routes():
     routes = [{"name": f"w{i}", "host": f"*.t{i}.example.com", "path": f"/w{i}", "backend": "r1"} for i in range(2500)]
     routes += [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "r1"} for i in range(100)]
-    with pytest.raises(AnsibleFilterError, match=r"^route table: 2500 of 2600 routes have a wildcard host or a regex with methods, which stay HAProxy rules"):
+    with pytest.raises(AnsibleFilterError, match=r"^route table: 2500 of 2600 routes have a wildcard host, a regex with methods, a scheme "
+                                                 r"or require_https, which stay HAProxy rules"):
         compile_routes(routes, BE, "main", mode="map")
     assert compile_routes(routes[:1500], BE, "main")["mode"] == "map"
 
@@ -1740,3 +1750,394 @@ HOSTILE_FIELDS = [
 def test_hostile_strings_are_refused_by_field(kwargs, message):
     with pytest.raises(AnsibleFilterError, match=message):
         _err(**kwargs)
+
+
+# ------------------------------------------------------------------ scheme and require_https
+
+REDIRECT = ref.REDIRECT_HTTPS
+R_A_REQ = {"name": "a", "path": "/a", "require_https": True, "backend": "r1"}
+R_PUBLIC = {"name": "public", "path": "/a/public", "backend": "r2"}
+
+SCHEME_CASES = [
+    # (routes, request target, host, method, scheme, expected backend or REDIRECT)
+    pytest.param([{"name": "s", "path": "/s", "scheme": "https", "backend": "r1"}], "/s/x", None, "GET", "https", "r1", id="https-only-over-https"),
+    pytest.param([{"name": "s", "path": "/s", "scheme": "https", "backend": "r1"}], "/s/x", None, "GET", "http", "main", id="https-only-over-http"),
+    pytest.param([{"name": "s", "path": "/s", "scheme": "http", "backend": "r1"}], "/s", None, "GET", "http", "r1", id="http-only-over-http"),
+    pytest.param([{"name": "s", "path": "/s", "scheme": "http", "backend": "r1"}], "/s", None, "GET", "https", "main", id="http-only-over-https"),
+    *[
+        pytest.param(
+            [{"name": "sh", "path": "/s", "scheme": "http", "backend": "r1"}, {"name": "ss", "path": "/s", "scheme": "https", "backend": "r2"}],
+            "/s", None, "GET", scheme, want, id=f"http-and-https-routes-{scheme}",
+        )
+        for scheme, want in (("http", "r1"), ("https", "r2"))
+    ],
+    # a scheme condition is more specific than none, on the same host, path and methods
+    *[
+        pytest.param(
+            [{"name": "any", "path": "/a", "backend": "r1"}, {"name": "tls", "path": "/a", "scheme": "https", "backend": "r2"}],
+            "/a/x", None, "GET", scheme, want, id=f"scheme-beats-no-scheme-{scheme}",
+        )
+        for scheme, want in (("http", "r1"), ("https", "r2"))
+    ],
+    # but the path (and the host) come first
+    pytest.param([{"name": "tls", "path": "/a", "scheme": "https", "backend": "r1"}, {"name": "ab", "path": "/a/b", "backend": "r2"}],
+                 "/a/b", None, "GET", "https", "r2", id="longer-path-beats-scheme"),
+    pytest.param([{"name": "tls", "path": "/a", "scheme": "https", "backend": "r1"}, {"name": "ab", "path": "/a/b", "backend": "r2"}],
+                 "/a/c", None, "GET", "https", "r1", id="scheme-route-below-its-path"),
+    pytest.param([{"name": "h", "host": "x.example.com", "path": "/", "backend": "r1"}, {"name": "tls", "path": "/a", "scheme": "https", "backend": "r2"}],
+                 "/a", "x.example.com", "GET", "https", "r1", id="host-beats-scheme"),
+    pytest.param([{"name": "e", "path": "/a", "match": "exact", "backend": "r1"}, {"name": "tls", "path": "/a", "scheme": "https", "backend": "r2"}],
+                 "/a", None, "GET", "https", "r1", id="exact-beats-prefix-with-scheme"),
+    # methods come before the scheme
+    *[
+        pytest.param(
+            [{"name": "post", "path": "/a", "methods": ["POST"], "backend": "r1"}, {"name": "tls", "path": "/a", "scheme": "https", "backend": "r2"}],
+            "/a", None, method, scheme, want, id=f"methods-beat-scheme-{method}-{scheme}",
+        )
+        for method, scheme, want in (("POST", "https", "r1"), ("GET", "https", "r2"), ("POST", "http", "r1"), ("GET", "http", "main"))
+    ],
+    *[
+        pytest.param(
+            [{"name": "post", "path": "/a", "methods": ["POST"], "backend": "r1"},
+             {"name": "posttls", "path": "/a", "methods": ["POST"], "scheme": "https", "backend": "r2"}],
+            "/a", None, "POST", scheme, want, id=f"methods-and-scheme-beat-methods-{scheme}",
+        )
+        for scheme, want in (("http", "r1"), ("https", "r2"))
+    ],
+    # scheme routes (rules in the map form) against exact-host, method and regex map entries
+    *[
+        pytest.param(
+            [{"name": "v1", "host": "api.example.com", "path": "/v1", "backend": "r3"},
+             {"name": "v1tls", "host": "api.example.com", "path": "/v1", "scheme": "https", "backend": "r1"},
+             {"name": "root", "host": "api.example.com", "path": "/", "backend": "r2"}],
+            target, "API.example.com:443", "GET", scheme, want, id=f"host-map-vs-scheme-rule-{target}-{scheme}",
+        )
+        for target, scheme, want in (("/v1/x", "https", "r1"), ("/v1/x", "http", "r3"), ("/v2", "https", "r2"), ("/v2", "http", "r2"))
+    ],
+    *[
+        pytest.param(
+            [{"name": "get", "path": "/v1", "methods": ["GET"], "backend": "r1"}, {"name": "tls", "path": "/v1", "scheme": "https", "backend": "r2"}],
+            "/v1", None, method, scheme, want, id=f"method-map-vs-scheme-rule-{method}-{scheme}",
+        )
+        for method, scheme, want in (("GET", "https", "r1"), ("POST", "https", "r2"), ("POST", "http", "main"), ("GET", "http", "r1"))
+    ],
+    *[
+        pytest.param(
+            [{"name": "any", "path": "/o/.*", "match": "regex", "backend": "r1"},
+             {"name": "digits", "path": "/o/[0-9]+", "match": "regex", "scheme": "https", "backend": "r2"}],
+            target, None, "GET", scheme, want, id=f"regex-map-vs-scheme-regex-{target}-{scheme}",
+        )
+        for target, scheme, want in (("/o/1", "https", "r2"), ("/o/x", "https", "r1"), ("/o/1", "http", "r1"))
+    ],
+    # require_https: a more specific route without it still wins over plain HTTP
+    pytest.param([R_A_REQ, R_PUBLIC], "/a/public", None, "GET", "http", "r2", id="require-https-more-specific-route-wins"),
+    pytest.param([R_A_REQ, R_PUBLIC], "/a/public/x?q=1", None, "GET", "http", "r2", id="require-https-more-specific-prefix-wins"),
+    pytest.param([R_A_REQ, R_PUBLIC], "/a/x", None, "GET", "http", REDIRECT, id="require-https-redirects-http"),
+    pytest.param([R_A_REQ, R_PUBLIC], "/a?q=1", None, "POST", "http", REDIRECT, id="require-https-redirects-any-method"),
+    pytest.param([R_A_REQ, R_PUBLIC], "/a/x", None, "GET", "https", "r1", id="require-https-over-https-goes-to-backend"),
+    pytest.param([R_A_REQ, R_PUBLIC], "/a/public", None, "GET", "https", "r2", id="require-https-public-over-https"),
+    pytest.param([R_A_REQ, R_PUBLIC], "/ab", None, "GET", "http", "main", id="require-https-unrouted-stays"),
+    pytest.param([R_A_REQ, R_PUBLIC], "*", None, "OPTIONS", "http", "main", id="require-https-no-path"),
+    *[
+        pytest.param(
+            [{"name": "all", "path": "/", "require_https": True, "backend": "r1"}, {"name": "api", "path": "/api", "backend": "r2"},
+             {"name": "health", "path": "/health", "match": "exact", "backend": "r3"}],
+            target, None, "GET", scheme, want, id=f"require-https-catch-all-{target}-{scheme}",
+        )
+        for target, scheme, want in (("/x", "http", REDIRECT), ("/api/v", "http", "r2"), ("/health", "http", "r3"),
+                                     ("/health/x", "http", REDIRECT), ("/x", "https", "r1"))
+    ],
+    # an http-only route on the same path is more specific than a require_https route
+    *[
+        pytest.param(
+            [{"name": "a", "path": "/a", "require_https": True, "backend": "r1"}, {"name": "ah", "path": "/a", "scheme": "http", "backend": "r2"}],
+            "/a", None, "GET", scheme, want, id=f"http-route-beats-require-https-{scheme}",
+        )
+        for scheme, want in (("http", "r2"), ("https", "r1"))
+    ],
+    *[
+        pytest.param(
+            [{"name": "a", "path": "/a", "require_https": True, "backend": "r1"}, {"name": "as", "path": "/a", "scheme": "https", "backend": "r2"}],
+            "/a", None, "GET", scheme, want, id=f"https-route-and-require-https-{scheme}",
+        )
+        for scheme, want in (("http", REDIRECT), ("https", "r2"))
+    ],
+    # require_https with a host and methods (method map neighbours), a wildcard host, a regex
+    *[
+        pytest.param(
+            [{"name": "post", "host": "api.example.com", "path": "/", "methods": ["POST"], "require_https": True, "backend": "r1"},
+             {"name": "get", "host": "api.example.com", "path": "/", "methods": ["GET"], "backend": "r2"}],
+            "/v1", "Api.Example.com", method, scheme, want, id=f"require-https-host-methods-{method}-{scheme}",
+        )
+        for method, scheme, want in (("POST", "http", REDIRECT), ("GET", "http", "r2"), ("POST", "https", "r1"), ("PUT", "http", "main"))
+    ],
+    *[
+        pytest.param([{"name": "w", "host": "*.example.com", "path": "/", "require_https": True, "backend": "r1"}],
+                     "/", host, "GET", "http", want, id=f"require-https-wildcard-{host}")
+        for host, want in (("a.example.com", REDIRECT), ("example.com", "main"))
+    ],
+    *[
+        pytest.param([{"name": "rx", "path": "/r/[0-9]+", "match": "regex", "require_https": True, "backend": "r1"},
+                      {"name": "rxm", "path": "/r/.*", "match": "regex", "methods": ["PUT"], "backend": "r2"}],
+                     target, None, method, scheme, want, id=f"require-https-regex-{target}-{method}-{scheme}")
+        for target, method, scheme, want in (("/r/1", "GET", "http", REDIRECT), ("/r/1", "GET", "https", "r1"), ("/r/x", "GET", "http", "main"),
+                                             ("/r/1", "PUT", "http", "r2"))
+    ],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("routes", "target", "host", "method", "scheme", "expected"), SCHEME_CASES)
+def test_scheme_and_require_https_precedence(routes, target, host, method, scheme, expected):
+    assert_routes(routes, BE, "main", target, expected, host=host, method=method, scheme=scheme)
+    # No two routes of these tables tie: declaration order changes nothing.
+    assert_routes(list(reversed(routes)), BE, "main", target, expected, host=host, method=method, scheme=scheme)
+
+
+@pytest.mark.parametrize(
+    ("target", "scheme", "up", "expected"),
+    [
+        ("/a/x", "http", set(), REDIRECT),  # the redirect needs no server
+        ("/a/x", "http", {"main"}, REDIRECT),
+        ("/a/x", "https", {"main"}, "main"),  # over https the route's fallback applies
+        ("/a/x", "https", {"a_pool", "main"}, "a_pool"),
+        ("/a/x", "https", set(), "a_pool"),  # 503 from the route's backend
+        ("/b", "http", {"main"}, "main"),
+    ],
+)
+def test_require_https_redirects_whatever_the_backends_state(target, scheme, up, expected):
+    routes = [dict(SEED_ROUTES[0], require_https=True), SEED_ROUTES[1]]
+    assert_routes(routes, SEED_BACKENDS, "main", target, expected, up=up, scheme=scheme)
+
+
+def test_compiled_lines_with_scheme_and_require_https():
+    routes = [
+        {"name": "a", "path": "/a", "require_https": True, "backend": "a_pool"},
+        {"name": "pub", "path": "/a/public", "backend": "b_pool"},
+        {"name": "s", "path": "/s", "match": "exact", "scheme": "https", "backend": "b_pool"},
+        {"name": "sh", "path": "/s", "match": "exact", "scheme": "http", "backend": "main"},
+    ]
+    acl = compile_routes(routes, SEED_BACKENDS, "main", mode="acl")
+    assert acl["https_redirect_backend"] == "lay7_https_redirect"
+    assert acl["frontend"] == [
+        "acl route_sh_path path -m str /s",
+        "use_backend a_pool if !{ nbsrv(main) gt 0 } { nbsrv(a_pool) gt 0 } !{ ssl_fc } route_sh_path",
+        "use_backend main if !{ ssl_fc } route_sh_path",
+        "acl route_s_path path -m str /s",
+        "use_backend main if !{ nbsrv(b_pool) gt 0 } { nbsrv(main) gt 0 } { ssl_fc } route_s_path",
+        "use_backend b_pool if { ssl_fc } route_s_path",
+        "acl route_pub_path path -m str /a/public",
+        "acl route_pub_path path -m beg /a/public/",
+        "use_backend main if !{ nbsrv(b_pool) gt 0 } { nbsrv(main) gt 0 } route_pub_path",
+        "use_backend b_pool if route_pub_path",
+        "acl route_a_path path -m str /a",
+        "acl route_a_path path -m beg /a/",
+        # before the route's own lines, its fallback line included
+        "use_backend lay7_https_redirect if !{ ssl_fc } route_a_path",
+        "use_backend main if !{ nbsrv(a_pool) gt 0 } { nbsrv(main) gt 0 } route_a_path",
+        "use_backend a_pool if route_a_path",
+        "use_backend a_pool if !{ nbsrv(main) gt 0 } { nbsrv(a_pool) gt 0 }",
+        "default_backend main",
+    ]
+    mapped = compile_routes(routes, SEED_BACKENDS, "main", mode="map")
+    assert mapped["https_redirect_backend"] == "lay7_https_redirect"
+    hit = "{ var(txn.lay7_hit),field(1,:) -m int gt %d }"
+    rules = [line for line in mapped["frontend"] if " str(" in line]
+    assert rules == [
+        f"http-request set-var(txn.lay7_hit) str(0:main) if !{{ ssl_fc }} route_sh_path {hit % 0}",
+        f"http-request set-var(txn.lay7_hit) str(1:b_pool) if {{ ssl_fc }} route_s_path {hit % 1}",
+        f"http-request set-var(txn.lay7_hit) str(3:lay7_https_redirect) if !{{ ssl_fc }} route_a_path {hit % 3}",
+        f"http-request set-var(txn.lay7_hit) str(3:a_pool) if route_a_path {hit % 3}",
+    ]
+    # Only the plain route is a map key; the scheme-bound ones are rules.
+    assert {m["name"]: m["content"] for m in mapped["maps"]} == {
+        "lay7_routes_exact.map": "/a/public 2:b_pool\n",
+        "lay7_routes_prefix.map": "/a/public/ 2:b_pool\n",
+    }
+    # The redirect backend is the template's: never a user backend, never a fallback target.
+    assert "lay7_https_redirect" not in {be["name"] for be in mapped["backends"]}
+    assert not any("nbsrv(lay7_https_redirect)" in line for line in acl["frontend"] + mapped["frontend"])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_https_redirect_backend_is_null_without_require_https(mode):
+    routes = SEED_ROUTES + [{"name": "s", "path": "/s", "scheme": "https", "backend": "b_pool"},
+                            {"name": "n", "path": "/n", "require_https": False, "scheme": None, "backend": "b_pool"}]
+    compiled = compile_routes(routes, SEED_BACKENDS, "main", mode=mode)
+    assert compiled["https_redirect_backend"] is None
+    assert not any("lay7_https_redirect" in line for line in compiled["frontend"])
+    by_name = {r["name"]: r for r in compiled["routes"]}
+    assert (by_name["s"]["scheme"], by_name["s"]["require_https"]) == ("https", False)
+    assert (by_name["n"]["scheme"], by_name["n"]["require_https"]) == (None, False)
+
+
+SCHEME_SHADOW_ERRORS = [
+    pytest.param(
+        [{"name": "s1", "path": "/a", "scheme": "https", "backend": "r1"}, {"name": "s2", "path": "/a/", "scheme": "https", "backend": "r2"}],
+        r"route 's2' \(index 1\): path '/a' \(prefix, scheme https\) duplicates route 's1' \(index 0, prefix '/a', scheme https\)",
+        id="same-scheme-duplicate",
+    ),
+    pytest.param(
+        [{"name": "all", "path": "/", "scheme": "https", "backend": "r1"}, {"name": "rx", "path": "/r.*", "match": "regex", "scheme": "https", "backend": "r2"}],
+        r"route 'rx' \(index 1\): path '/r\.\*' \(regex, scheme https\) is fully shadowed by route 'all' \(index 0, prefix '/', scheme https\)",
+        id="same-scheme-shadowed",
+    ),
+    pytest.param(
+        [{"name": "all", "path": "/", "backend": "r1"}, {"name": "rx", "path": "/r.*", "match": "regex", "scheme": "http", "backend": "r2"}],
+        r"route 'rx' \(index 1\): path '/r\.\*' \(regex, scheme http\) is fully shadowed by route 'all' \(index 0, prefix '/'\)",
+        id="no-scheme-covers-scheme",
+    ),
+    pytest.param(
+        [{"name": "gp", "path": "/a", "methods": ["GET", "POST"], "scheme": "https", "backend": "r1"},
+         {"name": "g", "path": "/a", "methods": ["GET"], "scheme": "https", "backend": "r2"}],
+        r"route 'g' \(index 1\): path '/a' \(prefix, methods GET, scheme https\) is fully shadowed by route 'gp' \(index 0, prefix '/a', "
+        r"methods GET,POST, scheme https\)",
+        id="methods-with-scheme-shadowed",
+    ),
+    pytest.param(
+        [{"name": "w", "host": "*.example.com", "path": "/", "scheme": "http", "backend": "r1"},
+         {"name": "w2", "host": "*.example.com", "path": "/y.*", "match": "regex", "scheme": "http", "backend": "r2"}],
+        r"route 'w2' \(index 1\): path '/y\.\*' \(regex, host \*\.example\.com, scheme http\) is fully shadowed by route 'w'",
+        id="wildcard-host-with-scheme-shadowed",
+    ),
+    pytest.param(
+        [{"name": "a", "path": "/a", "require_https": True, "backend": "r1"}, {"name": "a2", "path": "/a", "backend": "r2"}],
+        r"route 'a2' \(index 1\): path '/a' \(prefix\) duplicates route 'a' \(index 0, prefix '/a'\)",
+        id="require-https-is-no-condition",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("routes", "message"), SCHEME_SHADOW_ERRORS)
+def test_scheme_shadowing_is_refused(routes, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        compile_routes(routes, BE, "main")
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        pytest.param([{"name": "h", "path": "/a", "scheme": "http", "backend": "r1"}, {"name": "s", "path": "/a", "scheme": "https", "backend": "r2"}],
+                     id="http-and-https-never-shadow"),
+        pytest.param([{"name": "h", "path": "/", "scheme": "http", "backend": "r1"}, {"name": "s", "path": "/r.*", "match": "regex", "scheme": "https", "backend": "r2"}],
+                     id="http-catch-all-leaves-https-regex"),
+        pytest.param([{"name": "any", "path": "/a", "backend": "r1"}, {"name": "s", "path": "/a", "scheme": "https", "backend": "r2"}],
+                     id="scheme-route-is-more-specific"),
+        pytest.param([{"name": "g", "path": "/a", "methods": ["GET"], "backend": "r1"}, {"name": "gs", "path": "/a", "methods": ["GET"], "scheme": "https", "backend": "r2"}],
+                     id="methods-and-scheme-more-specific"),
+        pytest.param([{"name": "a", "path": "/a", "require_https": True, "backend": "r1"}, {"name": "s", "path": "/a", "scheme": "http", "backend": "r2"},
+                      {"name": "t", "path": "/a", "scheme": "https", "backend": "r3"}],
+                     id="both-schemes-over-require-https"),
+    ],
+)  # fmt: skip
+def test_scheme_routes_that_are_not_shadowed(routes):
+    for table in (routes, list(reversed(routes))):
+        for mode in MODES:
+            assert len(compile_routes(table, BE, "main", mode=mode)["routes"]) == len(routes)
+
+
+SCHEME_ERRORS = [
+    pytest.param(dict(routes=[{"name": "s", "path": "/a", "scheme": "HTTPS", "backend": "a_pool"}]),
+                 r"^route 's' \(index 0\): scheme 'HTTPS' is not one of http, https \(leave it out for both\)", id="scheme-upper-case"),
+    pytest.param(dict(routes=[{"name": "s", "path": "/a", "scheme": "ftp", "backend": "a_pool"}]),
+                 r"^route 's' \(index 0\): scheme 'ftp' is not one of http, https", id="scheme-unknown"),
+    pytest.param(dict(routes=[{"name": "s", "path": "/a", "scheme": ["https"], "backend": "a_pool"}]),
+                 r"^route 's' \(index 0\): scheme \['https'\] is not one of http, https", id="scheme-list"),
+    pytest.param(dict(routes=[{"name": "s", "path": "/a", "scheme": "https\n", "backend": "a_pool"}]),
+                 r"^route 's' \(index 0\): scheme 'https\\n' is not one of http, https", id="scheme-newline"),
+    pytest.param(dict(routes=[{"name": "s", "path": "/a", "schema": "https", "backend": "a_pool"}]),
+                 r"^route 's' \(index 0\): unknown key 'schema' \(did you mean 'scheme'\?\)", id="scheme-typo"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "require_https": "yes", "backend": "a_pool"}]),
+                 r"^route 'r' \(index 0\): require_https must be true or false, got 'yes'", id="require-https-string"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "require_https": 1, "backend": "a_pool"}]),
+                 r"^route 'r' \(index 0\): require_https must be true or false, got 1", id="require-https-int"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "require_https": None, "backend": "a_pool"}]),
+                 r"^route 'r' \(index 0\): require_https must be true or false, got None", id="require-https-null"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "require_http": True, "backend": "a_pool"}]),
+                 r"^route 'r' \(index 0\): unknown key 'require_http' \(did you mean 'require_https'\?\)", id="require-https-typo"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "scheme": "http", "require_https": True, "backend": "a_pool"}]),
+                 r"^route 'r' \(index 0\): require_https is true but scheme is 'http': the route would redirect every request", id="http-and-require-https"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "scheme": "https", "require_https": True, "backend": "a_pool"}]),
+                 r"^route 'r' \(index 0\): require_https is true but scheme is 'https': the route never sees a plain HTTP request",
+                 id="https-and-require-https"),
+    pytest.param(dict(backends={**SEED_BACKENDS, "lay7_https_redirect": {"servers": [server("w", 1)]}}),
+                 r"^backends: backend name 'lay7_https_redirect' is reserved for the redirect of require_https routes", id="reserved-backend-name"),
+    pytest.param(dict(routes=[{"name": "r", "path": "/a", "require_https": True, "backend": "lay7_https_redirect"}]),
+                 r"^route 'r' \(index 0\): backend 'lay7_https_redirect' is not defined; known: a_pool, b_pool, main", id="reserved-backend-as-route-backend"),
+    pytest.param(dict(backends=_with_backend("b_pool", fallback="lay7_https_redirect")),
+                 r"^backend 'b_pool': fallback 'lay7_https_redirect' is not defined", id="reserved-backend-as-fallback"),
+    pytest.param(dict(default="lay7_https_redirect"),
+                 r"^default_backend 'lay7_https_redirect' is not defined", id="reserved-backend-as-default"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kwargs", "message"), SCHEME_ERRORS)
+def test_scheme_and_require_https_errors_name_route_and_field(kwargs, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        _err(**kwargs)
+
+
+def test_scheme_routes_are_ordered_independently_of_declaration():
+    routes = [
+        {"name": "sh", "path": "/s", "scheme": "http", "backend": "r1"},
+        {"name": "ss", "path": "/s", "scheme": "https", "backend": "r2"},
+        {"name": "s", "path": "/s", "backend": "r3"},
+        {"name": "q", "path": "/q", "require_https": True, "backend": "r4"},
+        {"name": "qm", "path": "/q", "methods": ["POST"], "scheme": "https", "backend": "r1"},
+        {"name": "w", "host": "*.example.com", "path": "/s", "scheme": "https", "backend": "r4"},
+        {"name": "rx", "path": "/r[0-9]", "match": "regex", "scheme": "http", "backend": "r1"},
+        {"name": "rxs", "path": "/r[0-9]", "match": "regex", "scheme": "https", "backend": "r2"},
+    ]
+    expected = {mode: compile_routes(routes, BE, "main", mode=mode) for mode in MODES}
+    assert [r["name"] for r in expected["acl"]["routes"]] == ["w", "qm", "q", "sh", "ss", "s", "rx", "rxs"]
+    rng = random.Random(11)
+    for _attempt in range(20):
+        shuffled = copy.deepcopy(routes)
+        rng.shuffle(shuffled)
+        for mode in MODES:
+            got = compile_routes(shuffled, BE, "main", mode=mode)
+            assert got["frontend"] == expected[mode]["frontend"]
+            assert got["maps"] == expected[mode]["maps"]
+
+
+def test_random_scheme_tables_agree_across_reference_acl_and_map_over_both_schemes():
+    """Tables where many routes have a scheme or require_https (rules in the map form) among
+    exact-host, method and regex routes (map keys) and wildcard ones (rules): every form picks
+    the same backend or redirect as the reference, over http and over https."""
+    rng = random.Random(20261201)
+    targets = ["/", "", "*", "/a", "/a/", "/ab", "/a/b", "/a/b/c", "/b", "/bb/c", "/c", "/ab/c?x", "/a//b", "/A", "/a:b"]
+    hosts = ("x.example.com", "y.example.com", "a.x.example.com", "*.example.com", "*.x.example.com")
+    compiled_tables = scheme_bound = 0
+    outcomes = {"http": set(), "https": set()}
+    for _table in range(500):
+        routes, backends = _random_table(
+            rng, host_rate=rng.choice([0.0, 0.4]), hosts=hosts, method_rate=rng.choice([0.0, 0.4]),
+            scheme_rate=0.4, require_https_rate=0.3,
+        )  # fmt: skip
+        try:
+            frontends = {mode: _frontend(routes, backends, mode) for mode in MODES}
+        except AnsibleFilterError as exc:
+            assert "shadowed" in str(exc) or "duplicates" in str(exc), exc
+            continue
+        compiled_tables += 1
+        scheme_bound += any(r.get("scheme") or r.get("require_https") for r in routes)
+        for _request in range(30):
+            target, host = rng.choice(targets), rng.choice(HOST_HEADERS)
+            method = rng.choice(["GET", "POST", "PUT", "get"])
+            up = {n for n in backends if rng.random() < 0.7}
+            for scheme in ("http", "https"):
+                want = ref.choose_backend(routes, backends, "main", target, host, method, up, scheme)
+                outcomes[scheme].add(want == REDIRECT)
+                for mode, frontend in frontends.items():
+                    got = frontend.route(target, host, method, up, scheme)
+                    assert got == want, (mode, scheme, routes, backends, target, host, method, sorted(up))
+    assert compiled_tables > 250
+    assert scheme_bound > 200
+    assert outcomes == {"http": {True, False}, "https": {False}}  # redirects happen, and only over http
+
+
+def test_plugin_documents_scheme_require_https_and_the_redirect_backend():
+    doc = yaml.safe_load(plugin.DOCUMENTATION)
+    route_doc = " ".join(doc["options"]["_input"]["description"])
+    assert "C(scheme)" in route_doc and "C(require_https)" in route_doc
+    returned = yaml.safe_load(plugin.RETURN)["_value"]["contains"]
+    assert "lay7_https_redirect" in " ".join(returned["https_redirect_backend"]["description"])
