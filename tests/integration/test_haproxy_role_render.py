@@ -72,12 +72,13 @@ def base_vars(tmp: Path) -> dict:
         "haproxy_l7_config_file": str(tmp / "haproxy.cfg"),
         "haproxy_l7_map_dir": str(tmp / "maps"),
         "haproxy_l7_errors_dir": str(tmp / "errors"),
+        "haproxy_l7_tls_dir": str(tmp / "certs"),
         "haproxy_l7_path_parents": [str(tmp)],
         "haproxy_l7_service_managed": False,
     }
 
 
-def run_role(tmp: Path, extra: dict, host: str = "hap1") -> subprocess.CompletedProcess:
+def run_role(tmp: Path, extra: dict, host: str = "hap1", options: tuple = ()) -> subprocess.CompletedProcess:
     playbook = tmp / "render.yml"
     playbook.write_text(PLAYBOOK.replace("hosts: hap1", f"hosts: {host}"))
     varfile = tmp / "vars.json"
@@ -97,6 +98,7 @@ def run_role(tmp: Path, extra: dict, host: str = "hap1") -> subprocess.Completed
             # The role's real entry point (argument_specs validation included), minus
             # the tasks that would touch this machine: package, sysctl, service.
             "--tags", "haproxy_l7_preflight,haproxy_l7_configure",
+            *options,
             str(playbook),
         ],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180, check=False,
