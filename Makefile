@@ -9,13 +9,16 @@ PYTHON      ?= python3
 BIN         := $(CURDIR)/$(VENV)/bin
 COLL_LINK   := .collections/ansible_collections/lay7/ha
 SYSTEM_PKGS := haproxy debootstrap systemd-container iproute2 nftables openssh-client curl wrk rsync
+# The HTTPS checks on the lab: a real browser, and certutil to make it trust the lab CA.
+BROWSER_PKGS := chromium libnss3-tools
+SCAN_VENV   := build/scan-venv
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps collection role-docs lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
+.PHONY: help venv deps browser scan-tools collection role-docs lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
@@ -36,6 +39,18 @@ venv: $(VENV)/.stamp
 deps:
 	@missing=""; for p in $(SYSTEM_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+browser:
+	@missing=""; for p in $(BROWSER_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+# sslyze, the TLS scanner of the HTTPS tests, in a virtualenv of its own.
+$(SCAN_VENV)/.stamp: tests/scan-requirements.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install -q -r tests/scan-requirements.txt
+	touch $@
+
+scan-tools: $(SCAN_VENV)/.stamp
 
 # The repository is the collection; link it where Ansible looks for lay7.ha.
 collection:
@@ -84,12 +99,12 @@ sanity: venv
 lab-tests: venv collection deps
 	pytest -q tests/lab
 
-molecule-lab: venv collection deps
+molecule-lab: venv collection deps browser scan-tools
 	molecule test -s lab
 
 # Not part of `make test` (too slow for every change): the Vagrant scenario with the
 # libvirt provider and a locally built box; installs what it needs (docs/vagrant.md).
-test-vagrant: venv collection deps
+test-vagrant: venv collection deps browser scan-tools
 	vagrant/test.sh
 
 test: lint unit sanity integration lab-tests molecule-lab

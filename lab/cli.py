@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from . import pki
 from .core import Lab
 from .errors import LabError
 from .ssh import SSH_TIMEOUT, ssh_options
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     pt.add_argument("b")
     sub.add_parser("unpartition", help="remove every partition")
     sub.add_parser("ssh-config", help="print the ssh options to reach the hosts")
+    sub.add_parser("pki", help="create the lab CA and certificates if missing; print their directory")
     sub.add_parser("instances", help="print Molecule's instance config (JSON) for the hosts")
     return p
 
@@ -97,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             lab.unpartition()
         elif args.cmd == "instances":
             print(json.dumps(lab.molecule_instances(), indent=2))
+        elif args.cmd == "pki":
+            print(pki.ensure(log=_log))
         elif args.cmd == "ssh-config":
             print(" ".join(ssh_options(lab.topo)))
         return 0

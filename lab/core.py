@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import cgroups, machine, network, overlay, procfs, ssh
+from . import cgroups, machine, network, overlay, pki, procfs, ssh
 from .cmd import run
 from .errors import LabError, tail
 from .image import ensure_image
@@ -113,6 +113,8 @@ class Lab:
             t0 = time.monotonic()
             image = ensure_image(self.topo, log=self.log)
             self.ensure_key()
+            # The certificates the lab inventory's load balancers serve (first use only).
+            pki.ensure(log=self.log)
             try:
                 self._create_network()
                 t1 = time.monotonic()

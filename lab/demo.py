@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import observe
+from . import observe, pki
 from .core import Lab
 from .errors import LabError
 from .site import seed_contract
@@ -80,6 +82,58 @@ def prove_routing(vip: str) -> bool:
     return ok
 
 
+def _https_get(vip: str, name: str, path: str, timeout: float = 3.0) -> tuple[int, str, str, str, str]:
+    """GET https://<name><path> at the VIP, trusting only the lab CA: (status, X-Served-By,
+    TLS version, the ALPN protocol an HTTP/2 client gets, the certificate's names)."""
+    def connect(alpn: list[str]) -> ssl.SSLSocket:
+        ctx = ssl.create_default_context(cafile=str(pki.TLS_DIR / "ca.crt"))
+        ctx.set_alpn_protocols(alpn)
+        return ctx.wrap_socket(socket.create_connection((vip, 443), timeout=timeout), server_hostname=name)
+
+    # What an HTTP/2 client would get (one handshake, nothing sent)...
+    with connect(["h2", "http/1.1"]) as tls:
+        alpn = tls.selected_alpn_protocol() or "-"
+        names = ",".join(v for _, v in tls.getpeercert()["subjectAltName"])
+    # ...and a request over HTTP/1.1, which the standard library speaks.
+    with connect(["http/1.1"]) as tls:
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+        resp = http.client.HTTPResponse(tls)
+        resp.begin()
+        resp.read()
+        return resp.status, resp.getheader("X-Served-By", "-"), tls.version(), alpn, names
+
+
+def prove_https(vip: str) -> bool:
+    say(f"\n==> HTTPS through the VIP (lab CA: {pki.TLS_DIR.relative_to(ROOT)}/ca.crt; names resolved to the VIP by the client)")
+    ok = True
+    for name, path, expected in (("www.lay7.test", "/a/x", "web2"), ("api.lay7.test", "/b", "web3"),
+                                 ("lay7.test", "/", "web1")):
+        try:
+            status, served, version, alpn, names = _https_get(vip, name, path)
+        except (OSError, ssl.SSLError) as exc:
+            say(f"    https://{name}{path}: {type(exc).__name__}: {exc}")
+            ok = False
+            continue
+        good = status == 200 and served == expected and alpn == "h2"
+        ok &= good
+        say(f"    https://{name}{path:6} {status} from {served:5} {version}, ALPN {alpn}, certificate for {names}"
+            f" {'ok' if good else 'WRONG'}")
+    redirect = http.client.HTTPConnection(vip, 80, timeout=3)
+    try:
+        redirect.request("GET", "/a/x?q=1", headers={"Host": "lay7.test", "Connection": "close"})
+        resp = redirect.getresponse()
+        location = resp.getheader("Location", "-")
+        good = resp.status in (301, 308) and location == "https://lay7.test/a/x?q=1"
+    except OSError as exc:
+        good, location = False, type(exc).__name__
+        resp = None
+    finally:
+        redirect.close()
+    ok &= good
+    say(f"    http://lay7.test/a/x?q=1 -> {resp.status if resp else '-'} {location} {'ok' if good else 'WRONG'}")
+    return ok
+
+
 def prove_failover(lab: Lab) -> bool:
     vip = str(lab.topo.vip)
     # nopreempt: whichever load balancer took the VIP first keeps it; the demo waits only
@@ -127,6 +181,7 @@ def main() -> int:
         one_per_server = list(dict((w, p) for p, w in reversed(SEED_ROUTES)).items())
         wait(lambda: all(get(vip, p)[1] == w for w, p in one_per_server), FAILOVER_BOUND)
         routing_ok = prove_routing(vip)
+        https_ok = prove_https(vip)
         failover_ok = prove_failover(lab)
     except (LabError, subprocess.CalledProcessError) as exc:
         say(f"demo failed: {exc}")
@@ -138,9 +193,12 @@ def main() -> int:
     say(f"    user: lay7stats   password: cat {SECRET.relative_to(ROOT)}")
     say("\n==> explore: python -m lab status | python -m lab exec hap1 -- journalctl -u keepalived"
         " | curl -si http://192.168.56.100/a")
+    say(f"    curl --cacert {(pki.TLS_DIR / 'ca.crt').relative_to(ROOT)} --resolve www.lay7.test:443:{lab.topo.vip}"
+        " https://www.lay7.test/a")
     say("    tear down: python -m lab down")
-    verdict = routing_ok and failover_ok
-    say(f"\nPROOF: routing {'ok' if routing_ok else 'FAILED'}, failover {'ok' if failover_ok else 'FAILED'}")
+    verdict = routing_ok and https_ok and failover_ok
+    say(f"\nPROOF: routing {'ok' if routing_ok else 'FAILED'}, HTTPS {'ok' if https_ok else 'FAILED'}, "
+        f"failover {'ok' if failover_ok else 'FAILED'}")
     return 0 if verdict else 1
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 import threading
 import time
 from collections import Counter
@@ -187,7 +188,8 @@ class Probe:
                  interval: float = 0.005, timeout: float = 1.0, keepalive_connections: int = 16,
                  kinds: tuple[str, ...] = KINDS, host_header: str | None = None,
                  served_by_header: str = "X-Served-By", accept: Container[int] = range(200, 400),
-                 max_duration: float = 600.0, max_outstanding: int = 2000) -> None:
+                 max_duration: float = 600.0, max_outstanding: int = 2000,
+                 tls: ssl.SSLContext | None = None, server_name: str | None = None) -> None:
         if not kinds or set(kinds) - set(KINDS):
             raise ValueError(f"kinds must be a non-empty subset of {KINDS}, not {kinds!r}")
         if interval <= 0 or timeout <= 0 or keepalive_connections < 1 or max_outstanding < 1:
@@ -196,7 +198,12 @@ class Probe:
         self.interval, self.timeout = interval, timeout
         self.keepalive_connections, self.kinds = keepalive_connections, tuple(kinds)
         host = f"[{address}]" if ":" in address else address
-        self.host_header = host_header or (host if port == 80 else f"{host}:{port}")
+        default_port = 443 if tls is not None else 80
+        self.host_header = host_header or (host if port == default_port else f"{host}:{port}")
+        # HTTPS: every connection (new or a lane's) makes its own TLS handshake with this
+        # context, sending server_name as SNI; the context decides what is trusted and whether
+        # sessions are resumed.
+        self.tls, self.server_name = tls, server_name
         self.served_by_header = served_by_header.lower()
         self.accept, self.max_duration, self.max_outstanding = accept, max_duration, max_outstanding
         self.result: ProbeResult | None = None
@@ -347,7 +354,7 @@ class Probe:
         writer = None
         try:
             async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(self.address, self.port)
+                reader, writer = await self._connect()
                 resp = await self._exchange(reader, writer, close=True)
         except BaseException:
             if writer is not None:
@@ -365,7 +372,7 @@ class Probe:
             try:
                 async with asyncio.timeout(self.timeout):
                     if lane.writer is None:
-                        lane.reader, lane.writer = await asyncio.open_connection(self.address, self.port)
+                        lane.reader, lane.writer = await self._connect()
                     resp = await self._exchange(lane.reader, lane.writer, close=False)
             except BaseException:
                 lane.drop(abort=True)   # state unknown after an error: never reuse it
@@ -373,6 +380,13 @@ class Probe:
             if not resp.reusable:
                 lane.drop()
             return resp
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.tls is None:
+            return await asyncio.open_connection(self.address, self.port)
+        return await asyncio.open_connection(self.address, self.port, ssl=self.tls,
+                                             server_hostname=self.server_name or self.address,
+                                             ssl_handshake_timeout=self.timeout)
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                         close: bool) -> _Response:

@@ -44,6 +44,8 @@ BOX=$(nice -n 19 vagrant/box/build.sh)
 log "community.vagrant (local collection) and topology check"
 python vagrant/community_vagrant.py
 python tools/check_topology.py
+# The lab inventory's group_vars (linked by the scenario) serve HTTPS with the lab CA's certificates.
+python -m lab pki
 
 route_guard() { ip -4 route show type unreachable 192.168.56.0/24 | grep -q metric; }
 route_guard || { echo "test-vagrant: the lab's 'unreachable 192.168.56.0/24' guard route is missing; run the lab once (python -m lab up/down) or add it" >&2; exit 1; }

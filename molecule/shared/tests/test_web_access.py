@@ -46,6 +46,11 @@ def _log_line(node, marker: str) -> str:
     return lines[0]
 
 
+def _field(line: str, name: str) -> str:
+    """A name=value field of the lay7_client log format (after the quoted user agent)."""
+    return line.rsplit(f" {name}=", 1)[-1].split(" ", 1)[0].strip()
+
+
 @pytest.mark.parametrize("forged", [None, "203.0.113.7", "203.0.113.7, 198.51.100.9", "192.168.56.21"])
 def test_access_log_shows_real_client_address(vip, nodes, inventory, forged):
     """%a must be the control node's address; a client-supplied X-Forwarded-For is ignored,
@@ -57,7 +62,7 @@ def test_access_log_shows_real_client_address(vip, nodes, inventory, forged):
     line = _log_line(nodes["web1"], marker)
     client = line.split(" ", 1)[0]
     assert client == inventory.control, f"logged client {client!r}, expected the control node {inventory.control}: {line}"
-    peer = line.rsplit("peer=", 1)[-1].strip()
+    peer = _field(line, "peer")
     assert peer in [inventory.addresses[lb] for lb in inventory.loadbalancers], f"peer {peer!r} is not a load balancer"
     if forged:
         for address in forged.split(", "):
