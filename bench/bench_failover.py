@@ -246,6 +246,26 @@ def run_site(extra: dict, tags: str | None = None, limit: str | None = None) -> 
         raise RuntimeError(f"site.yml failed ({done.returncode}):\n{done.stdout[-3000:]}")
 
 
+@contextlib.contextmanager
+def lab_session(reuse: bool):
+    """The lab for one benchmark run, under the lab lock: booted and converged here (and taken
+    down at the end) unless ``reuse`` says one is up and converged already."""
+    lock = open(LOCK, "w")  # noqa: SIM115 - held for the whole run
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    lab = Lab()
+    started_here = False
+    try:
+        if not reuse:
+            lab.up()
+            started_here = True
+            run_site({})
+        yield lab
+    finally:
+        if started_here:
+            lab.down()
+        lock.close()
+
+
 def trial(lab: Lab, fault: Fault) -> tuple[dict, ProbeResult]:
     holder = wait_steady(lab)
     since = time.time()
@@ -359,15 +379,7 @@ def main() -> int:
     args = ap.parse_args()
     chosen = [f for f in FAULTS if not args.faults or f.name in args.faults.split(",")]
 
-    lock = open(LOCK, "w")  # noqa: SIM115 - held for the whole run
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    lab = Lab()
-    started_here = False
-    try:
-        if not args.reuse:
-            lab.up()
-            started_here = True
-            run_site({})
+    with lab_session(args.reuse) as lab:
         report: dict = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "machine": {"cpus": os.cpu_count()}, "repeat": args.repeat,
                         "probe": {"interval_s": 0.005, "keepalive_connections": 16}, "faults": {}}
@@ -395,10 +407,6 @@ def main() -> int:
         if samples and not args.no_picture:
             picture(samples, PICTURE)
         print(f"wrote {args.output}")
-    finally:
-        if started_here:
-            lab.down()
-        lock.close()
     return 0
 
 

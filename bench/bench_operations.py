@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fcntl
 import http.client
 import json
 import os
@@ -35,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
-from bench_failover import INVENTORY, LBS, LOCK, holders, run_site, vip_address, wait_steady  # noqa: E402
+from bench_failover import INVENTORY, LBS, holders, lab_session, run_site, vip_address, wait_steady  # noqa: E402
 
 from lab import Lab, site  # noqa: E402
 from lab.probe import Probe  # noqa: E402
@@ -249,15 +248,7 @@ def main() -> int:
     args = ap.parse_args()
     chosen = [name for name in OPERATIONS if not args.ops or name in args.ops.split(",")]
 
-    lock = open(LOCK, "w")  # noqa: SIM115 - held for the whole run
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    lab = Lab()
-    started_here = False
-    try:
-        if not args.reuse:
-            lab.up()
-            started_here = True
-            run_site({})
+    with lab_session(args.reuse) as lab:
         report: dict = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "machine": {"cpus": os.cpu_count()}, "repeat": args.repeat,
                         "probe": {"paths": list(PATHS), "interval_s": INTERVAL, "keepalive_connections": 16},
@@ -273,10 +264,6 @@ def main() -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
         print(f"wrote {args.output}")
-    finally:
-        if started_here:
-            lab.down()
-        lock.close()
     return 0
 
 
