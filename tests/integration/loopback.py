@@ -199,10 +199,12 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
         lines.append(f"  bind {LOOPBACK}:{tls_port} ssl crt {pem} alpn h2,http/1.1")
     lines += [f"  {line}" for line in compiled["frontend"]]
     if compiled.get("https_redirect_backend"):
-        # What the haproxy_l7 role's template writes: no server, only the redirect (path and
-        # query kept).
+        # What the haproxy_l7 role's template writes: no server, only the redirect to the
+        # HTTPS listener's port (the Host header's own port dropped; path and query kept).
+        https_port = tls_bind[0] if tls_bind is not None else 443
         lines.append(f"backend {compiled['https_redirect_backend']}")
-        lines.append("  http-request redirect scheme https code 301")
+        lines.append("  http-request redirect location https://%[req.hdr(host),regsub(:[0-9]+$,)]"
+                     f"{'' if https_port == 443 else f':{https_port}'}%[pathq] code 301")
     for be in compiled["backends"]:
         lines.append(f"backend {be['name']}")
         lines.append(f"  balance {be['balance']}")

@@ -10,7 +10,7 @@ previous certificates in place.
 from __future__ import annotations
 
 import datetime
-import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -74,8 +74,9 @@ def test_https_renders_changes_and_switches_off(tmp_path, ca):
     assert f"bind 192.168.56.100:443 ssl crt-list {certs}/lay7.crt-list alpn h2,http/1.1" in text
     assert "bind 192.168.56.100:80" in text
     assert "ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets" in text
-    assert "backend lay7_https_redirect\n    http-request redirect scheme https code 301" in text
-    assert re.search(r"http-request redirect scheme https code 301 if !\{ ssl_fc \} \{ var\(txn.lay7_host\) -m str lay7.test \}", text)
+    location = "https://%[req.hdr(host),regsub(:[0-9]+$,)]%[pathq]"
+    assert f"backend lay7_https_redirect\n    http-request redirect location {location} code 301" in text
+    assert f"http-request redirect location {location} code 301 if !{{ ssl_fc }} {{ var(txn.lay7_host) -m str lay7.test }}" in text
     assert 'http-after-response set-header Strict-Transport-Security "max-age=31536000" if { ssl_fc }' in text
 
     assert (certs / "lay7.crt-list").read_text().splitlines() == ["www.pem", "api.pem"]
@@ -97,16 +98,45 @@ def test_https_renders_changes_and_switches_off(tmp_path, ca):
     rejected = https_vars(tmp_path, ca)
     rejected["haproxy_l7_tls_certificates"][0].update(certificate_file=str(new.cert), key_file=str(new.key))
     rejected["haproxy_l7_backends"]["b_pool"]["servers"][0]["address"] = "web3.lay7-unresolvable.invalid"
-    result = run_role(tmp_path, rejected)
+    # -v: the rescue and cleanup tasks loop over the replaced files (their backups hold keys).
+    result = run_role(tmp_path, rejected, options=("-v",))
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "rejected by" in result.stdout + result.stderr
+    assert "rejected by" in output
+    assert "PRIVATE KEY" not in output and all(body not in output for body in key_bodies(ca))
+    new_body = new.key.read_text().splitlines()[1]
+    assert new_body not in output, "the new key was shown in the run's output"
     assert cfg.read_text() == cfg_before
+    assert {p.name: p.read_bytes() for p in certs.iterdir()} == before
+
+    # A change of certificates alone that OpenSSL refuses (a SHA-1 signature, which the
+    # preflight does not judge): haproxy.cfg is unchanged, the certificates are checked anyway.
+    sha1 = https_vars(tmp_path, ca)
+    sha1["haproxy_l7_tls_certificates"][0].update(_sha1_signed(ca, tmp_path))
+    result = run_role(tmp_path, sha1)
+    assert result.returncode != 0, result.stdout
+    assert "rejected by" in result.stdout + result.stderr
     assert {p.name: p.read_bytes() for p in certs.iterdir()} == before
 
     result = run_role(tmp_path, base_vars(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert not certs.exists()
     assert ":443" not in cfg.read_text()
+
+
+def _sha1_signed(ca: Path, tmp: Path) -> dict:
+    """The lab's www names, signed by the CA with SHA-1 (OpenSSL at security level 2 refuses to
+    load it). cryptography will not sign with SHA-1 any more: the openssl command does."""
+    key = tmp / "sha1.key"
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-subj", "/CN=www.lay7.test", "-out", str(tmp / "sha1.csr")],
+                   check=True, capture_output=True)
+    (tmp / "sha1.ext").write_text("subjectAltName=DNS:www.lay7.test,DNS:lay7.test\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(tmp / "sha1.csr"), "-CA", str(ca / "ca.crt"),
+                    "-CAkey", str(ca / "ca.key"), "-CAcreateserial", "-sha1", "-days", "30",
+                    "-extfile", str(tmp / "sha1.ext"), "-out", str(tmp / "sha1.crt")],
+                   check=True, capture_output=True)
+    return {"certificate_file": str(tmp / "sha1.crt"), "key_file": str(key)}
 
 
 def _expired(ca: Path, tmp: Path) -> dict:

@@ -44,7 +44,7 @@ SCREENSHOTS = Path(os.environ.get("LAY7_SCREENSHOT_DIR", ROOT / "build" / "scree
 # must not replace the one ansible-core uses.
 SSLYZE = ROOT / "build" / "scan-venv" / "bin" / "sslyze"
 LB_VARS = yaml.safe_load((ROOT / "inventory" / "lab" / "group_vars" / "loadbalancers.yml").read_text())
-CERT_DIR = "/etc/haproxy/certs"
+CERT_DIR = "/etc/haproxy/lay7-tls"
 # The HTTPS probe's schedule per client kind: 40 requests/s (the lab) - see _rotate_under_probes.
 HTTPS_PROBE_INTERVAL = max(PROBE_INTERVAL * 5, 0.025)
 

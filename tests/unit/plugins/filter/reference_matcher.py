@@ -141,7 +141,9 @@ def choose_backend(
     return resolve_backend(wanted, backends, up)
 
 
-def redirect_location(target: str, host_header: str) -> str:
-    """Where a REDIRECT_HTTPS outcome sends the client: https, the Host header as sent (HAProxy
-    keeps its case and port) and the request target, query string included."""
-    return f"https://{host_header}{target}"
+def redirect_location(target: str, host_header: str, https_port: int = 443) -> str:
+    """Where a REDIRECT_HTTPS outcome sends the client: https, the Host header as sent without
+    its port (HAProxy keeps its case), the HTTPS listener's port unless 443, and the request
+    target, query string included."""
+    host = re.sub(r":[0-9]+$", "", host_header)
+    return f"https://{host}{'' if https_port == 443 else f':{https_port}'}{target}"
