@@ -539,6 +539,29 @@ def _normalise_backends(backends) -> dict:
     return out
 
 
+def host_shaped(norm: str) -> bool:
+    """A lower-case host name or a '*.example.com' wildcard ('*' only as the whole first
+    label, at least two labels after it), at most 253 characters."""
+    bare = norm[2:] if norm.startswith("*.") else norm
+    return bool(_HOST_RE.fullmatch(bare)) and len(bare) <= 253 and not ("." not in bare and norm.startswith("*."))
+
+
+def normalise_host(where: str, value) -> str:
+    """A host name or ``*.example.com`` wildcard, lower-cased: ASCII, no port, no scheme, no
+    trailing dot. Route hosts and the TLS host lists (certificates, redirects, HSTS) alike."""
+    if not isinstance(value, str):
+        _fail(f"{where} {_show(value)} must be a host name (a string)")
+    # ASCII first: str.lower() maps some non-ASCII letters to ASCII ('\u212a', the Kelvin
+    # sign, becomes 'k'), so a lookalike host would be accepted as another name.
+    norm = value.lower() if value.isascii() else "\x00"
+    if not host_shaped(norm):
+        _fail(
+            f"{where} {_show(value)} is not a host name or a '*.example.com' wildcard "
+            "(ASCII, no port, no scheme, '*' only as the whole first label)"
+        )
+    return str(norm)
+
+
 def _normalise_route(idx: int, raw, backends: dict) -> Route:
     where = f"route index {idx}"
     if not isinstance(raw, dict):
@@ -599,18 +622,7 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
 
     host = raw.get("host")
     if host is not None:
-        if not isinstance(host, str):
-            _fail(f"{where}: host must be a string, got {_show(host)}")
-        # ASCII first: str.lower() maps some non-ASCII letters to ASCII ('\u212a', the Kelvin
-        # sign, becomes 'k'), so a lookalike host would be accepted as another name.
-        norm = host.lower() if host.isascii() else "\x00"
-        bare = norm[2:] if norm.startswith("*.") else norm
-        if not _HOST_RE.fullmatch(bare) or len(bare) > 253 or ("." not in bare and norm.startswith("*.")):
-            _fail(
-                f"{where}: host {_show(host)} is not a host name or a '*.example.com' wildcard "
-                "(no port, no scheme, '*' only as the whole first label)"
-            )
-        host = str(norm)
+        host = normalise_host(f"{where}: host", host)
 
     methods = raw.get("methods", [])
     if methods is None:

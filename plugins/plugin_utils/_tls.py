@@ -20,7 +20,7 @@ import os
 import posixpath
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.lay7.ha.plugins.plugin_utils._routes import _HOST_RE, _NAME_RE, _check_keys, _show
+from ansible_collections.lay7.ha.plugins.plugin_utils._routes import _NAME_RE, _check_keys, _show, host_shaped, normalise_host
 
 try:
     import cryptography
@@ -102,29 +102,12 @@ def _now(value) -> datetime.datetime:
 # ------------------------------------------------------------------ host names
 
 
-def normalise_host(where: str, value) -> str:
-    """A host name or ``*.example.com`` wildcard, lower-cased, as route hosts are checked
-    (``_routes._HOST_RE``): ASCII, no port, no scheme, no trailing dot."""
-    if not isinstance(value, str):
-        _fail(f"{where} {_show(value)} must be a host name (a string)")
-    # ASCII first: str.lower() maps some non-ASCII letters to ASCII (the Kelvin sign becomes 'k').
-    norm = value.lower() if value.isascii() else "\x00"
-    bare = norm[2:] if norm.startswith("*.") else norm
-    if not _HOST_RE.fullmatch(bare) or len(bare) > 253 or ("." not in bare and norm.startswith("*.")):
-        _fail(
-            f"{where} {_show(value)} is not a host name or a '*.example.com' wildcard "
-            "(ASCII, no port, no scheme, '*' only as the whole first label)"
-        )
-    return str(norm)
-
-
 def _valid_name(value: str) -> str | None:
     """A DNS name from a certificate, lower-cased, or None when it is no host name or
     wildcard (a partial wildcard such as 'w*.example.com', an IP address written as a name:
     clients match addresses only against IP entries, which SNI never carries)."""
     norm = value.lower() if value.isascii() else ""
-    bare = norm[2:] if norm.startswith("*.") else norm
-    if not _HOST_RE.fullmatch(bare) or len(bare) > 253 or ("." not in bare and norm.startswith("*.")):
+    if not host_shaped(norm):
         return None
     try:
         ipaddress.ip_address(norm)
