@@ -10,7 +10,7 @@ from ansible_collections.lay7.ha.plugins.module_utils._haproxy_admin import (
     parse_stat,
 )
 from ansible_collections.lay7.ha.plugins.modules.haproxy_server import choose
-from ansible_collections.lay7.ha.plugins.modules.vip_state import held, last_state
+from ansible_collections.lay7.ha.plugins.modules.vip_state import gratuitous_arp, held, holder_interface, last_state
 
 # HAProxy 2.6's answers on the lab (trimmed to the columns that matter, header kept whole).
 SERVERS_STATE = """1
@@ -99,6 +99,27 @@ def test_the_vip_on_lo_is_not_held():
     assert not held(IP_ADDR, "192.168.56.100")
     assert held(IP_ADDR + "2: eth1    inet 192.168.56.100/24 scope global secondary eth1\n", "192.168.56.100")
     assert not held(IP_ADDR, "192.168.56.10")
+
+
+def test_holder_interface_names_the_interface_that_holds_the_vip():
+    assert holder_interface(IP_ADDR, "192.168.56.100") == ""
+    assert holder_interface(IP_ADDR + "2: eth1    inet 192.168.56.100/24 scope global secondary eth1\n", "192.168.56.100") == "eth1"
+
+
+def test_gratuitous_arp_is_the_frame_keepalived_sends():
+    mac = bytes.fromhex("f2eb9c64575a")
+    frame = gratuitous_arp(mac, "192.168.56.100")
+    vip = bytes([192, 168, 56, 100])
+    assert len(frame) == 60 and frame[42:] == bytes(18)          # padded to the Ethernet minimum
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == mac        # broadcast, from this node
+    assert frame[12:14] == b"\x08\x06"                             # ARP
+    assert frame[14:22] == bytes.fromhex("0001080006040001")     # Ethernet/IPv4, a request
+    # Sender and target protocol address both the VIP: receivers treat it as gratuitous and
+    # override their entry whatever its age.
+    assert frame[22:28] == mac and frame[28:32] == vip
+    assert frame[32:38] == b"\xff" * 6 and frame[38:42] == vip
+    with pytest.raises(ValueError):
+        gratuitous_arp(b"\x00" * 5, "192.168.56.100")
 
 
 def test_last_state_is_the_newest_transition():
