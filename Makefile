@@ -18,11 +18,12 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps browser scan-tools collection role-docs lint unit integration sanity build lab-tests molecule-lab test test-vagrant demo bench clean
+.PHONY: help venv deps browser scan-tools collection role-docs lint unit integration sanity build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
-	@echo "make test   - every test: lint, unit, integration, lab (molecule test -s lab)"
+	@echo "make test   - lint, unit, sanity, integration, lab tool, lab (molecule test -s lab, core verification)"
+	@echo "make test-extended - molecule test -s lab with every verification scenario (not in make test)"
 	@echo "make bench  - benchmarks, results written to bench/results/"
 	@echo "make test-vagrant - molecule test -s vagrant on libvirt (slow; not in make test)"
 
@@ -67,11 +68,14 @@ lint: venv collection
 role-docs: venv
 	$(BIN)/python tools/role_tables.py
 
+# Both on every core (pytest-xdist): the tests share no state but temporary directories
+# and free loopback ports, and most of their time is spent in separate processes (HAProxy,
+# ansible-playbook).
 unit: venv collection
-	pytest -q tests/unit
+	pytest -q -n auto tests/unit
 
 integration: venv collection deps
-	pytest -q tests/integration
+	pytest -q -n auto tests/integration
 
 build: venv
 	rm -rf build/dist && mkdir -p build/dist
@@ -99,15 +103,44 @@ sanity: venv
 lab-tests: venv collection deps
 	pytest -q tests/lab
 
+# The core verification (every feature on the real hosts; see LAY7_VERIFY in
+# molecule/shared/tests/conftest.py) ...
 molecule-lab: venv collection deps browser scan-tools
-	molecule test -s lab
+	LAY7_VERIFY=core molecule test -s lab
+
+# ... and all of it: the core plus the extended fault, change and HTTPS scenarios (about
+# twice as long; not in `make test`).
+test-extended: venv collection deps browser scan-tools
+	LAY7_VERIFY=all molecule test -s lab
 
 # Not part of `make test` (too slow for every change): the Vagrant scenario with the
 # libvirt provider and a locally built box; installs what it needs (docs/vagrant.md).
 test-vagrant: venv collection deps browser scan-tools
 	vagrant/test.sh
 
-test: lint unit sanity integration lab-tests molecule-lab
+# `make test` is `molecule test -s lab` plus every check without hosts, ordered to fit its
+# 25-minute budget on two cores: first what measures timing on this machine alone (the lab
+# tool's tests, the loopback HAProxy's 100 ms health checks in integration); then lint, unit
+# and sanity, which measure nothing, side by side with the lab scenario's create, converge
+# and idempotence; then verify alone (its bounds are timings), then destroy. A failure in the
+# middle step still destroys the lab.
+test: lab-tests integration
+	$(MAKE) --no-print-directory -j2 --output-sync=target lab-converged checks || { molecule destroy -s lab >/dev/null 2>&1 || true; exit 1; }
+	$(MAKE) --no-print-directory lab-verified
+
+checks: lint unit sanity
+
+# molecule test -s lab in two halves (the same steps in the same order).
+lab-converged: venv collection deps browser scan-tools
+	molecule destroy -s lab
+	molecule syntax -s lab
+	molecule create -s lab
+	molecule converge -s lab
+	molecule idempotence -s lab
+
+lab-verified: venv collection
+	LAY7_VERIFY=core molecule verify -s lab || { molecule destroy -s lab; exit 1; }
+	molecule destroy -s lab
 
 demo: venv collection deps
 	$(BIN)/python -m lab.demo

@@ -90,6 +90,8 @@ trap 'exit 130' INT TERM
 
 log "private network"
 vagrant/libvirt.sh net-up
-log "molecule test -s vagrant (box $BOX, bound ${TIMEOUT_MIN} min)"
+# Every verification scenario, as it always ran here (LAY7_VERIFY in molecule/shared/tests/conftest.py).
+export LAY7_VERIFY=${LAY7_VERIFY:-all}
+log "molecule test -s vagrant (box $BOX, bound ${TIMEOUT_MIN} min, verification: $LAY7_VERIFY)"
 # Not --foreground: on expiry timeout signals the whole process group (ansible, vagrant, ssh).
 timeout -k 30 "${TIMEOUT_MIN}m" nice -n 19 molecule test -s vagrant

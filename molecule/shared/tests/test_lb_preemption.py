@@ -50,6 +50,7 @@ def preemption(faults, steady):
     assert restored.returncode == 0, f"restoring the inventory's keepalived config failed:\n{restored.stdout[-3000:]}"
 
 
+@pytest.mark.extended
 def test_preemption_hands_the_vip_back_to_the_master(preemption, faults, vip, inventory, lab, nodes):
     master, backup = inventory.master, inventory.backup
     # With preemption the highest priority holds the VIP whenever it is eligible.

@@ -146,6 +146,7 @@ def test_rolling_update_costs_no_request(inventory, nodes, back_to_ready, op_tim
             assert set(admin_states(nodes[lb], inventory.addresses[web]).values()) == {0}
 
 
+@pytest.mark.extended
 def test_rolling_update_stops_at_the_first_failure_with_that_server_drained(inventory, nodes, back_to_ready):
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     tasks = WORK_DIR / "fail_on_web2.yml"
@@ -204,6 +205,7 @@ def test_lb_maintenance_moves_the_vip_only_by_planned_releases(inventory, nodes,
     steady.wait()
 
 
+@pytest.mark.extended
 def test_lb_maintenance_refuses_when_no_peer_can_take_the_vip(inventory, nodes, lab, faults):
     holder, other = holder_and_other(lab, inventory)
     faults.stop_service(other, "keepalived")
@@ -247,6 +249,7 @@ def map_form(inventory, steady):
     steady.wait()
 
 
+@pytest.mark.extended
 def test_a_path_route_change_goes_live_without_a_reload(map_form, inventory, nodes, vip, op_timings):
     """/live/ is added (to web3) and /b re-pointed (to web2): map entries only."""
     routes = [dict(r, backend="a_pool") if r["name"] == "b" else r for r in seed_routes()]
@@ -299,6 +302,7 @@ def scraping(addresses: list[str], path: str, creds: dict):
         assert count[0] > 10, "the scraper hardly ran"
 
 
+@pytest.mark.extended
 def test_stats_password_rotation_has_no_401_window(inventory, nodes, steady, op_timings):
     """New password with the old one still accepted; scrapers moved; old one removed. Neither
     password appears in the runs' output (with --diff)."""
@@ -357,6 +361,7 @@ def running_servers(node) -> set[str]:
     return {f"{f[1]}/{f[3]}" for f in (line.split() for line in out.splitlines()) if len(f) > 6 and not f[0].startswith("#")}
 
 
+@pytest.mark.extended
 def test_a_removed_server_is_drained_before_the_reload(inventory, nodes, steady, op_timings):
     steady.wait()
     backends = lab_backends(inventory, spare_pool=["web3"])
@@ -388,6 +393,7 @@ def test_a_removed_server_is_drained_before_the_reload(inventory, nodes, steady,
             assert again.returncode == 0, again.stdout[-3000:]
 
 
+@pytest.mark.extended
 def test_an_added_server_that_fails_its_check_is_not_added(inventory, nodes, faults):
     """web3 added to a_pool while its Apache is stopped: refused before any reload."""
     faults.stop_service("web3", "apache2")

@@ -63,6 +63,7 @@ def changed_run(lab, inventory, steady):
     steady.wait()
 
 
+@pytest.mark.extended
 def test_change_reaches_backup_first_and_the_vip_stays(changed_run, inventory, nodes):
     result, seen, errors, started, holder = changed_run
     other = next(lb for lb in inventory.loadbalancers if lb != holder)
