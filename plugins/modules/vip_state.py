@@ -19,7 +19,7 @@ description:
     playbook uses it to move the VIP only by planned releases, never by a failover.
   - Optionally announces the VIP when this host holds it - gratuitous ARPs on the interface that holds
     it, like keepalived sends when it becomes master - so that every neighbour's ARP cache points at this
-    host. lay7.ha.keepalived_vip does that after a reload: a reload that re-initialises the VRRP instance
+    host. lay7.ha.keepalived_vip does that after a reload, because a reload that re-initialises the VRRP instance
     (a change of how the load balancers hear each other, such as unicast to multicast) makes the node
     that held the VIP drop it without a word, and clients that last heard from it would keep sending to
     it until their ARP entries age out.
@@ -158,7 +158,7 @@ def announce(interface: str, address: str, count: int) -> int:
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)) as sock:
         sock.bind((interface, 0))
         frame = gratuitous_arp(sock.getsockname()[4], address)
-        for _ in range(count):
+        for _sent in range(count):
             sock.send(frame)
     return count
 
