@@ -132,11 +132,6 @@ def holder_interface(ip_output: str, address: str) -> str:
     return ""
 
 
-def held(ip_output: str, address: str) -> bool:
-    """`ip -o -4 addr show` holds the address on an interface other than lo."""
-    return bool(holder_interface(ip_output, address))
-
-
 ETH_BROADCAST = b"\xff" * 6
 ETH_P_ARP = 0x0806
 

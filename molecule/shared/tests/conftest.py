@@ -73,14 +73,16 @@ PROBE_TIMEOUT = 3.0 if ON_VAGRANT else 1.0
 # the other): about 5 minutes measured, so three times that.
 SITE_RUN_BOUND = 900.0 if ON_VAGRANT else 300.0
 # How deep the verify step goes. "core" (the default: `make test`, a plain `molecule test`)
-# checks every feature on the real hosts at least once: routing over HTTP and HTTPS, the
-# web servers' view, stats and metrics, backend failures, the VIP moving on a dead or stopped
-# load balancer and on a power-off, reloads and route deploys under load, persistence, the
-# operations playbooks, bad inputs. "all" (`make test-extended`, `make test-vagrant`) adds
-# the tests marked `extended`: further fault and change scenarios (multicast adverts, split
-# brain, preemption, watchdog, forged adverts, keepalived restarts), more day-2 changes
-# under load, and the HTTPS scanner, browser and rotation - each minutes of lab time, which
-# would put `make test` past its 25-minute budget on a two-core machine.
+# checks every feature on the real hosts at least once: routing over HTTP and HTTPS (with
+# the TLS scanner, the browser and a certificate rotation under load), the web servers'
+# view, stats and metrics, backend failures, the VIP on a dead, stopped, hung or powered-off
+# load balancer, a partition, forged adverts, keepalived restarts, reloads under load,
+# persistence, the drain, rolling-update and maintenance playbooks, one bad input of each
+# kind. "all" (`make test-extended`, `make test-vagrant`) adds the tests marked `extended`:
+# multicast adverts, preemption, the rollout order, route-table deploys in both forms,
+# password rotation, servers removed and added, the operations playbooks' refusals, and
+# every bad input - each minutes of lab time (site.yml runs), which would put `make test`
+# past its 25-minute budget on a two-core machine.
 VERIFY_DEPTHS = ("core", "all")
 VERIFY_DEPTH = os.environ.get("LAY7_VERIFY", "core")
 

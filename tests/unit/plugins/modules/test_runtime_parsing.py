@@ -10,7 +10,7 @@ from ansible_collections.lay7.ha.plugins.module_utils._haproxy_admin import (
     parse_stat,
 )
 from ansible_collections.lay7.ha.plugins.modules.haproxy_server import choose
-from ansible_collections.lay7.ha.plugins.modules.vip_state import gratuitous_arp, held, holder_interface, last_state
+from ansible_collections.lay7.ha.plugins.modules.vip_state import gratuitous_arp, holder_interface, last_state
 
 # HAProxy 2.6's answers on the lab (trimmed to the columns that matter, header kept whole).
 SERVERS_STATE = """1
@@ -95,15 +95,10 @@ IP_ADDR = """1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever p
 """
 
 
-def test_the_vip_on_lo_is_not_held():
-    assert not held(IP_ADDR, "192.168.56.100")
-    assert held(IP_ADDR + "2: eth1    inet 192.168.56.100/24 scope global secondary eth1\n", "192.168.56.100")
-    assert not held(IP_ADDR, "192.168.56.10")
-
-
-def test_holder_interface_names_the_interface_that_holds_the_vip():
+def test_the_vip_on_lo_is_not_held_and_the_holding_interface_is_named():
     assert holder_interface(IP_ADDR, "192.168.56.100") == ""
     assert holder_interface(IP_ADDR + "2: eth1    inet 192.168.56.100/24 scope global secondary eth1\n", "192.168.56.100") == "eth1"
+    assert holder_interface(IP_ADDR, "192.168.56.10") == ""
 
 
 def test_gratuitous_arp_is_the_frame_keepalived_sends():
