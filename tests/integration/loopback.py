@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import http.client
+import os
 import pathlib
 import shutil
 import socket
@@ -35,10 +36,49 @@ HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 LOOPBACK = "127.0.0.1"
 
 
+def _port_block() -> range:
+    """The listening ports this process may hand out.
+
+    Asking the kernel for port 0 and closing the socket is racy: until HAProxy binds it, the
+    same number can be given to another test process running in parallel (pytest-xdist) or
+    taken as the local end of an outgoing connection (the kernel picks those from
+    ip_local_port_range). So the ports come from below that range, in a block of its own per
+    xdist worker, and are handed out in turn."""
+    try:
+        low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), index + 1)
+    # Up to 1000 ports each (a full integration run uses a few hundred per worker), all above
+    # the privileged ports.
+    size = min(1000, (low - 1024) // count)
+    start = low - size * (index + 1)
+    return range(start, start + size)
+
+
+_PORTS = _port_block()
+_next_port = 0
+_port_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+    """A loopback port nothing listens on, from this process's own block (see _port_block)."""
+    global _next_port
+    with _port_lock:
+        for _ in range(len(_PORTS)):
+            port = _PORTS[_next_port % len(_PORTS)]
+            _next_port += 1
+            # A port still held (a listener of this process, or a connection in TIME_WAIT) fails
+            # this bind without SO_REUSEADDR; the next one is tried.
+            with socket.socket() as s:
+                try:
+                    s.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError(f"no free loopback port in {_PORTS.start}-{_PORTS.stop - 1}")
 
 
 # The name the test certificate is issued for; clients send it as SNI and check it.
