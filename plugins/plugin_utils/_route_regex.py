@@ -358,15 +358,23 @@ class _Parser:
         return _Piece(lo == 0 or atom.nullable, atom.first, size, atom.repeats or hi != lo)
 
 
-def check_regex(pattern: str) -> None:
-    """Raise RegexRejected unless ``pattern`` is in the subset and matches only non-empty
-    strings starting with '/'. ``pattern`` must already be printable ASCII."""
+def check_regex(pattern: str, path: bool = True) -> None:
+    """Raise RegexRejected unless ``pattern`` is in the subset and, for a path (``path``
+    true), matches only non-empty strings starting with '/'. A header or query value regex
+    (``path`` false) may match anything, the empty string included. ``pattern`` must already
+    be printable ASCII."""
     if len(pattern) > MAX_REGEX_LENGTH:
         raise RegexRejected(f"it is {len(pattern)} characters long; at most {MAX_REGEX_LENGTH} are allowed", MAX_REGEX_LENGTH)
     parser = _Parser(pattern)
     whole = parser.alternation()
     if parser.i < len(pattern):  # only an unmatched ')' stops the top-level alternation early
         parser.fail("this ')' closes no group")
+    if not path:
+        if whole.size > MAX_COMPILED_SIZE:
+            raise RegexRejected(
+                "its repetitions of groups would make PCRE2's compiled regex too large; use smaller counts", pos=0
+            )
+        return
     if "#" in pattern:
         # Clients never send the fragment: a route that needs '#' in the path can never match.
         raise RegexRejected("a request path never contains '#' (browsers keep the fragment to themselves)", pattern.index("#"))

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.lay7.ha.plugins.plugin_utils import _guard
+from ansible_collections.lay7.ha.plugins.plugin_utils import _route_actions as _actions
 from ansible_collections.lay7.ha.plugins.plugin_utils._route_regex import RegexRejected, check_regex
 
 DEFAULT_MAP_DIR = "/etc/haproxy/maps"
@@ -68,7 +69,11 @@ BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source", "first")
 PERSISTENCE_MODES = ("none", "cookie", "source", "stick-table")
 
 SCHEMES = ("http", "https")
-ROUTE_KEYS = ("name", "path", "match", "host", "methods", "scheme", "require_https", "backend")
+ROUTE_KEYS = ("name", "path", "match", "host", "methods", "headers", "query", "scheme", "require_https", "backend",
+              "backends", "filters", "timeouts")
+# What requests no route selects get: the default backend, or a 404 from HAProxy.
+UNMATCHED = ("default", "not_found")
+NOT_FOUND_BODY = "no route for this request\n"
 BACKEND_KEYS = ("servers", "fallback", "balance", "persistence", "cookie_name", "check_path")
 SERVER_KEYS = ("name", "address", "port", "weight", "backup")
 
@@ -301,9 +306,12 @@ class Route:
     path: str
     host: str | None
     methods: tuple
-    backend: str
+    backend: str | None
     scheme: str | None = None
     require_https: bool = False
+    headers: tuple = ()  # _route_actions.Condition, the header matches
+    query: tuple = ()  # _route_actions.Condition, the query-parameter matches
+    actions: _actions.Actions = _actions.Actions()
 
     @property
     def where(self) -> str:
@@ -317,6 +325,17 @@ class Route:
         return 1 if self.host.startswith("*.") else 0
 
     @property
+    def target(self) -> str:
+        """What the route's decision names: its backend, or ``@<name>`` when the route has
+        actions (filters, a weighted split, timeouts) that run once it is chosen."""
+        return f"@{self.name}" if self.actions else self.backend
+
+    @property
+    def matched_conditions(self) -> frozenset:
+        """The header and query conditions, for the shadow check (all must match)."""
+        return frozenset(self.headers) | frozenset(self.query)
+
+    @property
     def scheme_bound(self) -> bool:
         """True when what the route does depends on the scheme (a scheme condition or
         require_https): no map key can say that, so the route stays a rule in the map form."""
@@ -325,25 +344,29 @@ class Route:
     @property
     def conditioned(self) -> bool:
         """True when the route cannot live in a path-only map."""
-        return self.host is not None or bool(self.methods) or self.match == "regex" or self.scheme_bound
+        return (self.host is not None or bool(self.methods) or self.match == "regex" or self.scheme_bound
+                or bool(self.headers or self.query))
 
     @property
     def host_mapped(self) -> bool:
         """True when the map form looks the route up in a host map (exact host, no methods,
         exact or prefix path, not scheme-bound)."""
-        return self.host_class == 0 and not self.methods and self.match != "regex" and not self.scheme_bound
+        return (self.host_class == 0 and not self.methods and self.match != "regex" and not self.scheme_bound
+                and not (self.headers or self.query))
 
     @property
     def method_mapped(self) -> bool:
         """True when the map form looks the route up in the method maps (methods, an exact
         host or none, exact or prefix path, not scheme-bound)."""
-        return bool(self.methods) and self.host_class != 1 and self.match != "regex" and not self.scheme_bound
+        return (bool(self.methods) and self.host_class != 1 and self.match != "regex" and not self.scheme_bound
+                and not (self.headers or self.query))
 
     @property
     def regex_mapped(self) -> bool:
         """True when the map form looks the route up in a regex map (a regex, an exact host or
         none, no methods, not scheme-bound)."""
-        return self.match == "regex" and not self.methods and self.host_class != 1 and not self.scheme_bound
+        return (self.match == "regex" and not self.methods and self.host_class != 1 and not self.scheme_bound
+                and not (self.headers or self.query))
 
     @property
     def ruled(self) -> bool:
@@ -352,8 +375,8 @@ class Route:
 
     def precedence_key(self) -> tuple:
         """Gateway API order: host exact > wildcard (longer first) > none; exact path >
-        prefix (longer first) > regex; with methods > without; with a scheme > without;
-        then declaration order. Host and path strings, and the scheme, break ties between
+        prefix (longer first) > regex; with methods > without; more header matches first,
+        then more query-parameter matches; with a scheme > without; then declaration order. Host and path strings, and the scheme, break ties between
         routes that can never both match, so the emitted order does not depend on how users
         ordered disjoint routes. require_https is an action, not a condition: it does not
         change the order."""
@@ -368,6 +391,8 @@ class Route:
             0 if is_regex else -len(self.path),
             "" if is_regex else self.path,
             0 if self.methods else 1,
+            -len(self.headers),
+            -len(self.query),
             0 if self.scheme else 1,
             self.scheme or "",
             self.index,
@@ -384,6 +409,9 @@ class Route:
             "scheme": self.scheme,
             "require_https": self.require_https,
             "backend": self.backend,
+            "headers": [c.as_dict() for c in self.headers],
+            "query": [c.as_dict() for c in self.query],
+            **self.actions.as_dict(),
         }
 
 
@@ -648,14 +676,15 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
         _fail(f"{where}: require_https is true but scheme is 'https': the route never sees a plain HTTP request, so "
               "it would never redirect; drop scheme to redirect HTTP requests (or require_https to only match HTTPS)")
 
-    if "backend" not in raw:
-        _fail(f"{where}: backend is required")
-    backend = raw["backend"]
-    if not isinstance(backend, str) or backend not in backends:
-        _fail(f"{where}: backend {_show(backend)} is not defined; known: {_known(backends)}")
+    headers = _actions.header_conditions(where, raw.get("headers"))
+    query = _actions.query_conditions(where, raw.get("query"))
+    backend, actions = _actions.route_actions(where, raw, str(match), backends)
+    if require_https and actions.answers_itself:
+        _fail(f"{where}: require_https is true but the route answers every request itself (a request_redirect or "
+              "fixed_response filter); drop require_https, or set the redirect's scheme to https")
 
-    return Route(name, idx, str(match), path, host, tuple(sorted(norm_methods)), str(backend),
-                 None if scheme is None else str(scheme), require_https)
+    return Route(name, idx, str(match), path, host, tuple(sorted(norm_methods)), backend,
+                 None if scheme is None else str(scheme), require_https, headers, query, actions)
 
 
 def _host_candidates(host: str | None) -> list:
@@ -673,26 +702,37 @@ def _host_candidates(host: str | None) -> list:
 
 
 class _Bucket:
-    """Routes with the same match, path, host and scheme, which differ only in methods (and
-    index)."""
+    """Routes with the same match, path, host and scheme, which differ only in methods, header
+    and query conditions (and index)."""
 
-    __slots__ = ("any_method", "by_method")
+    __slots__ = ("any_method", "conditioned", "by_method")
 
     def __init__(self) -> None:
-        self.any_method = None  # (position, route) of the first route without methods
+        self.any_method = None  # (position, route) of the first route without methods or conditions
+        self.conditioned = []  # [(position, route)] without methods, with header/query conditions
         self.by_method = {}  # method -> [(position, route)] in precedence order
 
     def add(self, pos: int, route: Route) -> None:
         if not route.methods:
-            if self.any_method is None:
+            if route.matched_conditions:
+                self.conditioned.append((pos, route))
+            elif self.any_method is None:
                 self.any_method = (pos, route)
             return
         for method in route.methods:
             self.by_method.setdefault(method, []).append((pos, route))
 
     def first_cover(self, pos: int, inner: Route):
-        """(position, route) of the first route before ``pos`` whose methods cover inner's."""
+        """(position, route) of the first route before ``pos`` whose methods and header and
+        query conditions cover inner's (a route with fewer conditions matches more requests)."""
         best = self.any_method if self.any_method is not None and self.any_method[0] < pos else None
+        conds = inner.matched_conditions
+        for opos, outer in self.conditioned:
+            if opos >= pos or (best is not None and opos > best[0]):
+                break
+            if outer.matched_conditions <= conds:
+                best = (opos, outer)
+                break
         if inner.methods:
             # A covering route has every one of inner's methods: look only among the routes
             # that have its least common one.
@@ -701,7 +741,7 @@ class _Bucket:
             for opos, outer in min(lists, key=len):
                 if opos >= pos or (best is not None and opos > best[0]):
                     break
-                if wanted <= set(outer.methods):
+                if wanted <= set(outer.methods) and outer.matched_conditions <= conds:
                     best = (opos, outer)
                     break
         return best
@@ -712,6 +752,7 @@ def _conditions(route: Route) -> str:
     return (
         (f", host {route.host}" if route.host else "")
         + (f", methods {','.join(route.methods)}" if route.methods else "")
+        + "".join(f", {c.kind} {c.name} {c.match} {_show(c.value)}" for c in route.headers + route.query)
         + (f", scheme {route.scheme}" if route.scheme else "")
     )
 
@@ -750,13 +791,15 @@ def _check_shadowing(ordered: list) -> None:
                 and _methods_cover(outer.methods, inner.methods)
                 and _path_covers(outer, inner)
                 and outer.scheme in (None, inner.scheme)
+                and outer.matched_conditions <= inner.matched_conditions
             ):
-                same = (outer.match, outer.path, outer.host, outer.methods, outer.scheme) == (
+                same = (outer.match, outer.path, outer.host, outer.methods, outer.scheme, outer.matched_conditions) == (
                     inner.match,
                     inner.path,
                     inner.host,
                     inner.methods,
                     inner.scheme,
+                    inner.matched_conditions,
                 )
                 what = "duplicates" if same else "is fully shadowed by"
                 _fail(
@@ -827,6 +870,14 @@ def _route_acls(route: Route) -> tuple:
         acl = f"{base}_method"
         lines.append(f"acl {acl} method {' '.join(route.methods)}")
         conds.append(acl)
+    for i, cond in enumerate(route.headers):
+        acl = f"{base}_hdr{i}"
+        lines.append(cond.acl(acl))
+        conds.append(acl)
+    for i, cond in enumerate(route.query):
+        acl = f"{base}_query{i}"
+        lines.append(cond.acl(acl))
+        conds.append(acl)
     return lines, " ".join(conds)
 
 
@@ -842,7 +893,50 @@ def _default_lines(default: Backend) -> list:
     return lines
 
 
-def emit_acl(ordered: list, backends: dict, default_backend: str) -> list:
+def _no_route(default_backend: str, unmatched: str) -> str:
+    """The decision "no route matched": the default backend, or ``@`` (a 404 from HAProxy)."""
+    return f"{NO_ROUTE_RANK}:{default_backend if unmatched == 'default' else '@'}"
+
+
+def _dispatched(ordered: list, unmatched: str) -> bool:
+    """True when a chosen route must act before its backend is known (filters, a weighted
+    split, timeouts) or unmatched requests get a 404: the decision is then a variable in both
+    forms, and the actions read it."""
+    return unmatched != "default" or any(route.actions for route in ordered)
+
+
+def _dispatch(ordered: list, backends: dict, default_backend: str, unmatched: str) -> list:
+    """The lines after the decision (``txn.lay7_hit`` holds ``<rank>:<target>``): the 404 for
+    unmatched requests, each chosen route's actions, the fallback of the backend chosen, and
+    the backend."""
+    lines = [f"http-request set-var({VAR_BACKEND}) var({VAR_HIT}),field(2,:)"]
+    if unmatched == "not_found":
+        lines.append(
+            f"http-request return status 404 content-type text/plain string {_actions.dquote(NOT_FOUND_BODY)} "
+            f"if {{ var({VAR_BACKEND}) -m str @ }}"
+        )
+    response = []
+    for route in ordered:
+        if route.actions:
+            req, resp = _actions.action_lines(route, route.actions, backends, VAR_BACKEND)
+            lines += req
+            response += resp
+    # Response rules after every request rule, before use_backend (HAProxy warns otherwise).
+    lines += response
+    for be in backends.values():
+        if be.fallback:
+            lines.append(
+                f"use_backend {be.fallback} if {{ var({VAR_BACKEND}) -m str {be.name} }} "
+                f"!{_usable(be.name)} {_usable(be.fallback)}"
+            )
+    lines.append(f"use_backend %[var({VAR_BACKEND})] if {{ var({VAR_BACKEND}) -m found }}")
+    lines.extend(_default_lines(backends[default_backend]))
+    return lines
+
+
+def emit_acl(ordered: list, backends: dict, default_backend: str, unmatched: str = "default") -> list:
+    if _dispatched(ordered, unmatched):
+        return _emit_acl_dispatched(ordered, backends, default_backend, unmatched)
     lines = []
     for route in ordered:
         acls, cond = _route_acls(route)
@@ -863,6 +957,22 @@ def emit_acl(ordered: list, backends: dict, default_backend: str) -> list:
     return lines
 
 
+def _emit_acl_dispatched(ordered: list, backends: dict, default_backend: str, unmatched: str) -> list:
+    """The acl form when routes act (see _dispatched): HAProxy runs every http-request rule
+    before any use_backend, so an action cannot follow a use_backend line. The routes set the
+    decision variable instead, in precedence order, the first match only; then _dispatch."""
+    lines = []
+    first = f"!{{ var({VAR_HIT}) -m found }}"
+    for rank, route in enumerate(ordered):
+        acls, cond = _route_acls(route)
+        lines.extend(acls)
+        if route.require_https:
+            lines.append(f"http-request set-var({VAR_HIT}) str({rank}:{HTTPS_REDIRECT_BACKEND}) if {first} !{SSL_FC} {cond}")
+        lines.append(f"http-request set-var({VAR_HIT}) str({rank}:{route.target}) if {first} {cond}")
+    lines.append(f"http-request set-var({VAR_HIT}) str({_no_route(default_backend, unmatched)}) if {first}")
+    return lines + _dispatch(ordered, backends, default_backend, unmatched)
+
+
 def _add_path_keys(exact: dict, prefix: dict, key_prefix: str, route: Route, value: str) -> None:
     """Map keys of an exact or prefix route: ``key_prefix`` (``""`` or ``"<host>:"``) then
     the path. Routes are visited in precedence order, so the first route to claim a key
@@ -877,7 +987,7 @@ def _add_path_keys(exact: dict, prefix: dict, key_prefix: str, route: Route, val
         prefix.setdefault(key_prefix + route.path + "/", value)
 
 
-def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) -> tuple:
+def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str, unmatched: str = "default") -> tuple:
     exact = {}
     prefix = {}
     host_exact = {}
@@ -889,7 +999,7 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     host_regex = {}
     ruled = []
     for rank, route in enumerate(ordered):
-        value = f"{rank}:{route.backend}"
+        value = f"{rank}:{route.target}"
         if route.host_mapped:
             # The host holds no ':' (validated), and neither does the looked-up host once
             # field(1,:) removed the port: the first ':' ends the host in key and value alike.
@@ -920,7 +1030,7 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
     # "No route matched": a rank above any route's, and the same whatever the number of
     # routes, so that adding or removing a plain path route changes only map files, never
     # haproxy.cfg (the role then applies it to the running HAProxy without a reload).
-    sentinel = f"{NO_ROUTE_RANK}:{default_backend}"
+    sentinel = _no_route(default_backend, unmatched)
     not_found = f"!{{ var({VAR_HIT}) -m found }}"
     has_host = bool(host_exact or host_prefix or True in method_hosts or host_regex)
     path_found = f"if {{ var({VAR_PATH}) -m found }}"
@@ -973,17 +1083,9 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str) 
             rules.append(
                 f"http-request set-var({VAR_HIT}) str({rank}:{HTTPS_REDIRECT_BACKEND}) if !{SSL_FC} {cond} {better}"
             )
-        rules.append(f"http-request set-var({VAR_HIT}) str({rank}:{route.backend}) if {cond} {better}")
+        rules.append(f"http-request set-var({VAR_HIT}) str({rank}:{route.target}) if {cond} {better}")
     lines.extend(rules)
-    lines.append(f"http-request set-var({VAR_BACKEND}) var({VAR_HIT}),field(2,:)")
-    for be in backends.values():
-        if be.fallback:
-            lines.append(
-                f"use_backend {be.fallback} if {{ var({VAR_BACKEND}) -m str {be.name} }} "
-                f"!{_usable(be.name)} {_usable(be.fallback)}"
-            )
-    lines.append(f"use_backend %[var({VAR_BACKEND})] if {{ var({VAR_BACKEND}) -m found }}")
-    lines.extend(_default_lines(backends[default_backend]))
+    lines.extend(_dispatch(ordered, backends, default_backend, unmatched))
 
     def content(entries: dict) -> str:
         return "".join(f"{key} {entries[key]}\n" for key in sorted(entries))
@@ -1052,10 +1154,13 @@ def compile_routes(
     map_dir: str = DEFAULT_MAP_DIR,
     map_threshold: int = DEFAULT_MAP_THRESHOLD,
     mode: str = "auto",
+    unmatched: str = "default",
 ) -> dict:
     """Validate a route table and compile it; see docs/development.md for the contract."""
     if mode not in MODES:
         _fail(f"mode {_show(mode)} is not one of {', '.join(MODES)}")
+    if unmatched not in UNMATCHED:
+        _fail(f"unmatched {_show(unmatched)} is not one of {', '.join(UNMATCHED)}")
     map_threshold = _as_int("route_compile", "map_threshold", map_threshold, 0, 10**9)
     if not isinstance(map_dir, str) or not re.fullmatch(r"/[A-Za-z0-9_./-]*", map_dir) or "/../" in map_dir + "/":
         _fail(f"map_dir {_show(map_dir)} must be an absolute path of letters, digits, '_', '.', '-', '/'")
@@ -1064,7 +1169,7 @@ def compile_routes(
     ordered, norm_backends = normalise(routes, backends, default_backend)
     frontend, maps = [], []
     if mode in ("auto", "acl") and (mode == "acl" or len(ordered) <= map_threshold):
-        frontend = emit_acl(ordered, norm_backends, default_backend)
+        frontend = emit_acl(ordered, norm_backends, default_backend, unmatched)
         if len(frontend) <= MAX_FRONTEND_LINES:
             mode = "acl"
         elif mode == "acl":
@@ -1078,15 +1183,16 @@ def compile_routes(
     else:
         mode = "map"
     if mode == "map":
-        frontend, maps = emit_map(ordered, norm_backends, default_backend, map_dir)
+        frontend, maps = emit_map(ordered, norm_backends, default_backend, map_dir, unmatched)
         if len(frontend) > MAX_FRONTEND_LINES:
             ruled = sum(1 for r in ordered if r.ruled)
             _fail(
-                f"route table: {ruled} of {len(ordered)} routes have a wildcard host, a regex with methods, a scheme "
-                f"or require_https, which stay HAProxy rules even in the map form: {len(frontend)} frontend lines, "
+                f"route table: {ruled} of {len(ordered)} routes have a wildcard host, a regex with methods, a scheme, "
+                f"require_https or header or query matches, which stay HAProxy rules even in the map form (and routes "
+                f"with filters, weighted backends or timeouts add lines of their own): {len(frontend)} frontend lines, "
                 f"more than {MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see "
-                "docs/routing.md, 'Limits'); give fewer routes a wildcard host, a regex with methods, a scheme or "
-                "require_https (any other route, with an exact host or none, costs nothing in the map form)"
+                "docs/routing.md, 'Limits'); give fewer routes a wildcard host, a regex with methods, a scheme, "
+                "require_https or header or query matches (any other route, with an exact host or none, costs nothing in the map form)"
             )
     backends_out = [
         dict(norm_backends[name].as_dict(), fallback_servers=fallback_servers(norm_backends[name], norm_backends))
@@ -1110,4 +1216,8 @@ def compile_routes(
         # The backend require_https routes send plain HTTP requests to, which the template must
         # define (http-request redirect scheme https); None when no route requires HTTPS.
         "https_redirect_backend": HTTPS_REDIRECT_BACKEND if any(r.require_https for r in ordered) else None,
+        "unmatched": unmatched,
+        # Lines every backend section gets (after the role's own timeout rule): a route's
+        # timeouts reach the backend through variables. Empty when no route has timeouts.
+        "backend_rules": list(_actions.BACKEND_RULES) if any(r.actions.timeout_ms is not None for r in ordered) else [],
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import http.client
+import json
 import os
 import pathlib
 import shutil
@@ -148,6 +149,11 @@ class _LoopbackHTTPS(http.client.HTTPSConnection):
         super().close()
 
 
+# Response headers of NamedBackend: the request target and the request headers it received.
+SEEN_TARGET = "X-Lay7-Seen-Target"
+SEEN_HEADERS = "X-Lay7-Seen-Headers"
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -162,6 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Content-Length", str(len(body)))
+        # What reached the server, for tests of rewrites and header edits: the request target
+        # and every header as received, in order (JSON, one response header).
+        self.send_header(SEEN_TARGET, self.path)
+        self.send_header(SEEN_HEADERS, json.dumps(list(self.headers.items())))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -249,10 +259,16 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
         lines.append(f"backend {be['name']}")
         lines.append(f"  balance {be['balance']}")
         lines.append("  option httpchk GET /")
+        # As the role writes them: a route's timeouts arrive through variables.
+        lines += [f"  {line}" for line in compiled.get("backend_rules", [])]
+        cookie = be["persistence"] == "cookie"
+        if cookie:
+            lines.append(f"  cookie {be['cookie_name']} insert indirect nocache httponly")
         for srv in be["servers"]:
             port = server_ports[(be["name"], srv["name"])]
             backup = " backup" if srv["backup"] else ""
-            lines.append(f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']}{backup}")
+            sticky = f" cookie {srv['name']}" if cookie else ""
+            lines.append(f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']}{sticky}{backup}")
         if fallback_servers and be.get("fallback_servers"):
             lines.append("  option allbackups")
             for srv in be["fallback_servers"]:
@@ -366,9 +382,11 @@ class HAProxy:
         """The Host header a request without an explicit host sends (``127.0.0.1:<port>``)."""
         return f"{LOOPBACK}:{self.tls_port if scheme == 'https' else self.port}"
 
-    def exchange(self, target: str, host: str | None = None, method: str = "GET", scheme: str = "http") -> tuple:
+    def exchange(self, target: str, host: str | None = None, method: str = "GET", scheme: str = "http",
+                 headers: list | None = None) -> tuple:
         """Send one request with a raw request target over ``scheme`` (``https`` needs
-        ``tls=True``); return (status, headers as an ``http.client.HTTPMessage``, body)."""
+        ``tls=True``) and extra ``headers`` ((name, value) pairs, sent in order); return
+        (status, headers as an ``http.client.HTTPMessage``, body)."""
         if scheme == "https":
             if self._tls_context is None:
                 raise ValueError("this HAProxy has no TLS bind (start it with tls=True)")
@@ -381,6 +399,8 @@ class HAProxy:
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
             conn.putheader("Host", host or self.wire_host(scheme))
             conn.putheader("Connection", "close")
+            for name, value in headers or ():
+                conn.putheader(name, value)
             if method in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", "0")
             conn.endheaders()

@@ -40,8 +40,11 @@ def _host_value(req) -> str | None:
 
 
 def split_words(line: str) -> list:
-    """HAProxy configuration word splitting: '...' strong quotes, \\ escapes outside them."""
+    """HAProxy configuration word splitting: '...' strong quotes, "..." weak quotes (with \\n,
+    \\r, \\t and \\ escapes; a '$' must be escaped, since HAProxy would expand it), \\
+    escapes outside them."""
     words, cur, i, in_word = [], [], 0, False
+    escapes = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", '"': '"', "$": "$"}
     while i < len(line):
         c = line[i]
         if c == "'":
@@ -49,11 +52,24 @@ def split_words(line: str) -> list:
             cur.append(line[i + 1 : j])
             i, in_word = j + 1, True
             continue
+        if c == '"':
+            i += 1
+            while line[i] != '"':
+                if line[i] == "\\":
+                    cur.append(escapes[line[i + 1]])
+                    i += 2
+                    continue
+                if line[i] == "$":
+                    raise Unsupported(f"unescaped $ (an environment variable) in {line!r}")
+                cur.append(line[i])
+                i += 1
+            i, in_word = i + 1, True
+            continue
         if c == "\\":
             cur.append(line[i + 1])
             i, in_word = i + 2, True
             continue
-        if c == '"' or c == "#":
+        if c == "#":
             raise Unsupported(f"unexpected {c!r} in {line!r}")
         if c in " \t":
             if in_word:
@@ -80,13 +96,67 @@ def parse_map(content: str) -> dict:
 
 
 class Request:
-    def __init__(self, target: str, host: str | None, method: str, scheme: str = "http"):
+    """One request as HAProxy sees it. ``headers``: (name, value) pairs besides Host, as sent;
+    ``port``: the port it arrived on (dst_port; default 80 for http, 443 for https)."""
+
+    def __init__(self, target: str, host: str | None, method: str, scheme: str = "http",
+                 headers: list | None = None, port: int | None = None):
         if scheme not in ("http", "https"):
             raise Unsupported(f"scheme {scheme!r}")
+        self.target = target
         self.path = target.split("?", 1)[0] if target.startswith("/") else None
         self.host = host
         self.method = method
         self.ssl = scheme == "https"
+        self.port = port if port is not None else (443 if self.ssl else 80)
+        self.headers = [] if host is None else [("Host", host)]
+        self.headers += list(headers or [])
+
+    def header_values(self, name: str) -> list:
+        """Every occurrence's whole value (req.fhdr in an ACL iterates over them)."""
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def url_params(self, name: str) -> list:
+        """url_param(<name>): the raw value of each ``name=value`` in the query string."""
+        if "?" not in self.target:
+            return []
+        out = []
+        for piece in self.target.split("?", 1)[1].split("&"):
+            key, eq, value = piece.partition("=")
+            if eq and key == name:
+                out.append(value)
+        return out
+
+    def cookie(self, name: str) -> str | None:
+        for value in self.header_values("cookie"):
+            for piece in value.split(";"):
+                key, eq, val = piece.strip().partition("=")
+                if eq and key == name:
+                    return val
+        return None
+
+    @property
+    def pathq(self) -> str | None:
+        return self.target if self.target.startswith("/") else None
+
+
+class Result:
+    """What happened to a request: ``outcome`` (a backend name, REDIRECT_HTTPS, ``redirect:<code>:
+    <location>``, ``fixed:<status>`` or ``notfound``), the request target and headers the backend
+    would receive, and the response header edits (kind, name, value) of the chosen route."""
+
+    def __init__(self, outcome: str, target: str, headers: list, response_edits: list, body: str | None = None):
+        self.outcome = outcome
+        self.target = target
+        self.headers = headers
+        self.response_edits = response_edits
+        self.body = body
+
+
+# The body of the 404 the compiler emits for requests no route selects (unmatched: not_found).
+NOT_FOUND_BODY = "no route for this request\n"
+
+_HEADER_OPS = ("set-header", "add-header", "del-header")
 
 
 class Frontend:
@@ -94,7 +164,8 @@ class Frontend:
         self.https_redirect_backend = https_redirect_backend
         self.maps = {m["path"]: parse_map(m["content"]) for m in maps}
         self.acls = {}  # name -> list of (fetch, match, patterns)
-        self.http_rules = []  # (var, expr, cond)
+        self.http_rules = []  # (action, args, cond) in file order
+        self.response_rules = []  # (op, name, value, cond)
         self.use_rules = []  # (backend_expr, cond)
         self.default = None
         for line in lines:
@@ -110,7 +181,9 @@ class Frontend:
                 if w[3] != "-m":
                     raise Unsupported(w)
                 match, patterns = w[4], w[5:]
-            if fetch not in ("path", "method", HOST_FETCH):
+                if patterns[:1] == ["--"]:
+                    patterns = patterns[1:]
+            if fetch not in ("path", "method", HOST_FETCH) and not re.fullmatch(r"(req\.fhdr|url_param)\([^),]+\)", fetch):
                 raise Unsupported(f"fetch {fetch}")
             if match not in ("str", "beg", "end", "reg"):
                 raise Unsupported(f"match {match}")
@@ -118,7 +191,27 @@ class Frontend:
         elif w[0] == "http-request" and w[1].startswith("set-var("):
             var = w[1][len("set-var(") : -1]
             cond = self._cond(w[3:]) if len(w) > 3 else []
-            self.http_rules.append((var, w[2], cond))
+            self.http_rules.append(("set-var", (var, w[2]), cond))
+        elif w[0] == "http-request" and w[1] == "return":
+            i = w.index("if")
+            opts = w[2:i]
+            args = {"status": None, "content-type": None, "string": None}
+            while opts:
+                if opts[0] not in args or len(opts) < 2:
+                    raise Unsupported(w)
+                args[opts[0]] = opts[1]
+                opts = opts[2:]
+            self.http_rules.append(("return", args, self._cond(w[i:])))
+        elif w[0] == "http-request" and w[1] == "redirect" and w[2] == "location" and w[4] == "code":
+            self.http_rules.append(("redirect", (w[3], w[5]), self._cond(w[6:])))
+        elif w[0] == "http-request" and w[1] in ("set-header", "add-header"):
+            self.http_rules.append((w[1], (w[2], w[3]), self._cond(w[4:])))
+        elif w[0] == "http-request" and w[1] in ("del-header", "set-path"):
+            self.http_rules.append((w[1], (w[2],), self._cond(w[3:])))
+        elif w[0] in ("http-response", "http-after-response") and w[1] in _HEADER_OPS:
+            value = None if w[1] == "del-header" else w[3]
+            cond = self._cond(w[3:] if w[1] == "del-header" else w[4:])
+            self.response_rules.append((w[1], w[2], value, cond))
         elif w[0] == "use_backend":
             self.use_rules.append((w[1], self._cond(w[2:])))
         elif w[0] == "default_backend" and len(w) == 2:
@@ -149,12 +242,19 @@ class Frontend:
         return terms
 
     # -- evaluation
-    def _fetch(self, fetch: str, req: Request):
+    def _fetch_all(self, fetch: str, req: Request) -> list:
+        """Every value an ACL tries (HAProxy iterates over header and parameter occurrences)."""
         if fetch == "path":
-            return req.path
+            return [req.path]
         if fetch == "method":
-            return req.method
-        return _host_value(req)
+            return [req.method]
+        if fetch == HOST_FETCH:
+            return [_host_value(req)]
+        m = re.fullmatch(r"req\.fhdr\(([^)]+)\)", fetch)
+        if m:
+            return req.header_values(m.group(1))
+        m = re.fullmatch(r"url_param\(([^)]+)\)", fetch)
+        return req.url_params(m.group(1))
 
     @staticmethod
     def _match(value, match: str, patterns: list) -> bool:
@@ -174,6 +274,13 @@ class Frontend:
     def _anon(self, words: tuple, req: Request, vars_: dict, up: set) -> bool:
         if words == ("ssl_fc",):
             return req.ssl
+        if len(words) == 2 and words[0] == "dst_port":
+            return req.port == int(words[1])
+        if words[0] == "path" and words[1:3] == ("-m", "str") and len(words) == 4:
+            return req.path == words[3]
+        m = re.fullmatch(r"req\.cook\(([^)]+)\)", words[0])
+        if m and words[1:] == ("-m", "found"):
+            return req.cookie(m.group(1)) is not None
         m = re.fullmatch(r"nbsrv\(([^)]+)\)", words[0])
         if m and words[1:] == ("gt", "0"):
             return m.group(1) in up
@@ -184,6 +291,8 @@ class Frontend:
                 return value is not None
             if words[1] == "-m" and words[2] == "str" and len(words) == 4:
                 return value == words[3]
+            if words[1:4] == ("-m", "int", "lt") and len(words) == 5:
+                return value is not None and int(value) < int(words[4])
         m = re.fullmatch(r"var\(([^)]+)\),field\(1,:\),sub\(([^)]+)\)", words[0])
         if m and words[1:] == ("-m", "int", "lt", "0"):
             # sub(<var>): an unset variable makes the converter, and so the condition, fail.
@@ -198,16 +307,27 @@ class Frontend:
     def _eval(self, cond: list, req: Request, vars_: dict, up: set) -> bool:
         for neg, (kind, arg) in cond:
             if kind == "acl":
-                ok = any(self._match(self._fetch(f, req), m, p) for f, m, p in self.acls[arg])
+                ok = any(self._match(v, m, p) for f, m, p in self.acls[arg] for v in self._fetch_all(f, req))
             else:
                 ok = self._anon(arg, req, vars_, up)
             if ok == neg:
                 return False
         return True
 
-    def _expr(self, expr: str, req: Request, vars_: dict):
+    def _expr(self, expr: str, req: Request, vars_: dict, pick):
         if expr == "path":
             return req.path
+        m = re.fullmatch(r"rand\(([0-9]+)\)|src,crc32\(1\),mod\(([0-9]+)\)", expr)
+        if m:
+            # A random number, or a hash of the client address: the caller chooses (pick).
+            total = int(m.group(1) or m.group(2))
+            value = pick(total)
+            if not 0 <= value < total:
+                raise ValueError(f"pick({total}) returned {value}")
+            return str(value)
+        m = re.fullmatch(r"int\(([0-9]+)\)|bool\(1\)", expr)
+        if m:
+            return m.group(1) or "1"
         m = re.fullmatch(re.escape(HOST_FETCH) + r",concat\(:,([^)]+)\)", expr)
         if m:
             host = _host_value(req)
@@ -258,22 +378,86 @@ class Frontend:
             return req.path
         return vars_.get(source[len("var(") : -1])
 
-    def route(self, target: str, host: str | None = None, method: str = "GET", up: set | None = None,
-              scheme: str = "http") -> str:
-        """The backend that answers, or REDIRECT_HTTPS when the rules pick the redirect backend."""
-        backend = self._backend(Request(target, host, method, scheme), up)
-        if backend is not None and backend == self.https_redirect_backend:
-            return REDIRECT_HTTPS
-        return backend
+    @staticmethod
+    def _log_format(fmt: str, req: Request) -> str:
+        """The log-format expressions the compiler writes into locations, new paths and header
+        values: %% and a fixed set of %[...] samples."""
+        out, i = [], 0
+        while i < len(fmt):
+            if fmt.startswith("%%", i):
+                out.append("%")
+                i += 2
+                continue
+            if fmt.startswith("%[", i):
+                j = fmt.index("]", i)
+                out.append(Frontend._sample(fmt[i + 2 : j], req))
+                i = j + 1
+                continue
+            if fmt[i] == "%":
+                raise Unsupported(f"bare % in log-format {fmt!r}")
+            out.append(fmt[i])
+            i += 1
+        return "".join(out)
 
-    def _backend(self, req: Request, up: set | None) -> str:
+    @staticmethod
+    def _sample(expr: str, req: Request) -> str:
+        m = re.fullmatch(r"(pathq|path|req\.hdr\(host\)|dst_port)(?:,regsub\(([^,]*),\))?", expr)
+        if not m:
+            raise Unsupported(f"sample {expr!r}")
+        value = {"pathq": req.pathq, "path": req.path, "dst_port": str(req.port),
+                 "req.hdr(host)": (req.header_values("host") or [""])[-1]}[m.group(1)]
+        if m.group(2) is not None:
+            value = re.sub(m.group(2), "", value, count=1)
+        return value
+
+    def route(self, target: str, host: str | None = None, method: str = "GET", up: set | None = None,
+              scheme: str = "http", headers: list | None = None, pick=None, port: int | None = None) -> str:
+        """The backend that answers, REDIRECT_HTTPS when the rules pick the redirect backend, or
+        what HAProxy answers itself (see Result)."""
+        return self.run(target, host, method, up, scheme, headers, pick, port).outcome
+
+    def run(self, target: str, host: str | None = None, method: str = "GET", up: set | None = None,
+            scheme: str = "http", headers: list | None = None, pick=None, port: int | None = None) -> Result:
+        """Run the rules on one request; ``pick(total)`` stands for rand() and the address hash."""
+        req = Request(target, host, method, scheme, headers, port)
         up = set() if up is None else up
+        pick = pick or (lambda total: 0)
         vars_ = {}
-        for var, expr, cond in self.http_rules:
-            if self._eval(cond, req, vars_, up):
-                value = self._expr(expr, req, vars_)
+        for action, args, cond in self.http_rules:
+            if not self._eval(cond, req, vars_, up):
+                continue
+            if action == "set-var":
+                value = self._expr(args[1], req, vars_, pick)
                 if value is not None:
-                    vars_[var] = value
+                    vars_[args[0]] = value
+            elif action == "return":
+                status = args["status"]
+                outcome = "notfound" if status == "404" and args["string"] == NOT_FOUND_BODY else f"fixed:{status}"
+                return Result(outcome, req.target, req.headers, self._response_edits(req, vars_, up), args["string"])
+            elif action == "redirect":
+                outcome = f"redirect:{args[1]}:{self._log_format(args[0], req)}"
+                return Result(outcome, req.target, req.headers, self._response_edits(req, vars_, up))
+            elif action == "set-path":
+                query = req.target[len(req.path):] if req.path is not None else ""
+                req.target = self._log_format(args[0], req) + query
+                req.path = req.target.split("?", 1)[0]
+            elif action == "del-header":
+                req.headers = [(n, v) for n, v in req.headers if n.lower() != args[0].lower()]
+            elif action == "set-header":
+                value = self._log_format(args[1], req)
+                req.headers = [(n, v) for n, v in req.headers if n.lower() != args[0].lower()] + [(args[0], value)]
+            elif action == "add-header":
+                req.headers = req.headers + [(args[0], self._log_format(args[1], req))]
+        backend = self._backend(req, vars_, up)
+        if backend is not None and backend == self.https_redirect_backend:
+            backend = REDIRECT_HTTPS
+        return Result(backend, req.target, req.headers, self._response_edits(req, vars_, up))
+
+    def _response_edits(self, req: Request, vars_: dict, up: set) -> list:
+        return [(op, name, None if value is None else self._log_format(value, req))
+                for op, name, value, cond in self.response_rules if self._eval(cond, req, vars_, up)]
+
+    def _backend(self, req: Request, vars_: dict, up: set) -> str:
         for backend, cond in self.use_rules:
             if self._eval(cond, req, vars_, up):
                 m = re.fullmatch(r"%\[var\(([^)]+)\)\]", backend)
