@@ -20,8 +20,15 @@ description:
     path. Matching is case-sensitive and ignores the query string.
   - Routes are emitted in Gateway API precedence order, whatever order they are written in -
     exact host, then wildcard host, then no host; exact path, then longer prefix, then shorter
-    prefix, then regex; routes with methods before routes without; then routes with a
-    C(scheme) before routes without; remaining ties in declaration order.
+    prefix, then regex; routes with methods before routes without; then routes with more header
+    matches, then more query-parameter matches; then routes with a C(scheme) before routes
+    without; remaining ties in declaration order.
+  - Besides path, host, methods and scheme, a route may match request headers and query
+    parameters (C(headers), C(query) - exact or regex values, all must match), act on the request
+    with Gateway API HTTPRoute filters (C(request_header_modifier), C(response_header_modifier),
+    C(url_rewrite), C(request_redirect), and C(fixed_response) for maintenance pages), split its
+    traffic across weighted C(backends), and set its own C(timeouts). Requests no route selects
+    go to the default backend, or get a 404 with O(unmatched=not_found).
   - HTTP and HTTPS share one frontend (an C(ssl) bind next to the plain one), so one route table
     serves both. A route with C(scheme) applies only to requests that arrived on that scheme
     (C({ ssl_fc }) / C(!{ ssl_fc })). A route with C(require_https) answers a plain HTTP request
@@ -61,8 +68,28 @@ options:
       - The route table, a list of routes. Keys are C(name) (required, unique; letters, digits,
         C(_), C(.), C(-)), C(path) (required, starts with C(/)), C(match) (C(exact), C(prefix) or
         C(regex); default C(prefix)), C(host) (a host name or C(*.example.com)), C(methods) (a list
-        of HTTP methods), C(scheme), C(require_https) and C(backend) (required). Any other key is
-        an error.
+        of HTTP methods), C(headers), C(query), C(scheme), C(listener), C(require_https), C(backend),
+        C(backends), C(filters) and C(timeouts). Any other key is an error.
+      - C(backend) names one backend. C(backends) instead splits the route's traffic, a list of
+        C({name, weight}) (weight 0-1000, 0 for no traffic; all 0 answers 500); a client holding the
+        persistence cookie of one of them stays there, and under source or stick-table persistence
+        the pick is a hash of the client address. A route with a C(request_redirect) or
+        C(fixed_response) filter has neither.
+      - C(headers) and C(query) are lists of C({name, value, match}) with C(match) C(exact) (the
+        default) or C(regex) (the whole value must match). Header names are compared without case,
+        values with case; any occurrence of a repeated header or parameter may match. Query values
+        are compared as sent, not percent-decoded.
+      - C(filters) is a list of at most one of each type. C(request_header_modifier) and
+        C(response_header_modifier) take C(set) and C(add) (lists of C({name, value})) and C(remove)
+        (a list of names). C(url_rewrite) takes C(host) and C(path) (C({type, value}), C(type)
+        C(full) or C(prefix), the latter replacing the matched prefix). C(request_redirect) takes
+        C(scheme), C(host), C(port), C(path) and C(status) (301, 302, 303, 307 or 308; default 301).
+        C(fixed_response) takes C(status), C(body) and C(content_type).
+      - C(listener) names one of O(listeners); the route then applies only to requests that arrived
+        on its port, and its C(host) must be one the listener serves.
+      - C(timeouts) is C({request, backend}) with Gateway API durations (C(10s), C(500ms),
+        C(1m30s)); C(backend) bounds each try, C(request) the whole wait (the route's requests are
+        then not retried).
       - C(scheme) is C(http) or C(https); the route then applies only to requests that arrived on
         that scheme. Without it (or null), the route applies to both.
       - C(require_https) (boolean, default false) redirects a plain HTTP request the route selects to
@@ -109,6 +136,23 @@ options:
     type: str
     choices: [auto, acl, map]
     default: auto
+  listeners:
+    description:
+      - The ports the frontend listens on, as routes may name them - a list of C({name, port,
+        hostnames, tls, builtin}). With C(hostnames) (host names or C(*.example.com) wildcards), a
+        request arriving on that port whose C(Host) is none of them gets no route, whatever another
+        listener's routes would match. C(tls) and C(builtin) are for the role (bind with TLS; the
+        port is already bound by its HTTP or HTTPS bind line) and do not change routing.
+      - Without it (or null), routes cannot name a listener.
+    type: list
+    elements: dict
+  unmatched:
+    description:
+      - What requests that no route selects get - C(default) sends them to O(default_backend),
+        C(not_found) answers them with a 404 from HAProxy.
+    type: str
+    choices: [default, not_found]
+    default: default
 """
 
 EXAMPLES = r"""
@@ -166,6 +210,32 @@ EXAMPLES = r"""
 # compiled.frontend (acl form) includes, at route admin's position:
 #   - use_backend lay7_https_redirect if !{ ssl_fc } route_admin_path
 #   - use_backend admin if route_admin_path
+
+- name: A canary by weight and by header, a moved path, a maintenance page; 404 when nothing matches
+  ansible.builtin.set_fact:
+    compiled: "{{ routes | lay7.ha.route_compile(backends, 'main', unmatched='not_found') }}"
+  vars:
+    backends:
+      main: {servers: [{name: web1, address: 192.0.2.11}]}
+      stable: {servers: [{name: app1, address: 192.0.2.21}]}
+      canary: {servers: [{name: app2, address: 192.0.2.22}]}
+    routes:
+      - name: app
+        path: /app
+        backends: [{name: stable, weight: 90}, {name: canary, weight: 10}]
+        timeouts: {backend: 5s}
+      - name: app_testers
+        path: /app
+        headers: [{name: X-Canary, value: always}]
+        backend: canary
+        filters:
+          - {type: response_header_modifier, set: [{name: X-Served-By, value: canary}]}
+      - name: old_docs
+        path: /docs/v1
+        filters: [{type: request_redirect, path: {type: prefix, value: /docs/v2}, status: 308}]
+      - name: billing
+        path: /billing
+        filters: [{type: fixed_response, status: 503, body: "Billing is down for maintenance.\n"}]
 
 - name: Write the map files, then the configuration (what the haproxy_l7 role does)
   ansible.builtin.copy:
@@ -246,7 +316,11 @@ _value:
       description:
         - Normalised routes in precedence order (index is the declaration index), each with
           name, index, match, path, host, methods, scheme (C(http), C(https) or null),
-          require_https and backend.
+          require_https, backend (null for a weighted split or a route that answers itself),
+          headers and query (lists of name, match, value; header names lower-cased), filters (as
+          given, normalised, each with its type), listener (a name or null), backends (the weighted split, name and weight),
+          timeout_ms (the server timeout of the route's requests, or null) and retries (false when
+          a request timeout turns retries off).
       type: list
       elements: dict
     https_redirect_backend:
@@ -257,6 +331,19 @@ _value:
           C(http-request redirect scheme https code <301|308>), and bind an C(ssl) listener in
           the same frontend.
       type: str
+    unmatched:
+      description: O(unmatched), as given.
+      type: str
+    listeners:
+      description: O(listeners), normalised (host names lower-cased, defaults filled in).
+      type: list
+      elements: dict
+    backend_rules:
+      description:
+        - Lines every backend section must get after its own C(set-timeout) rules (the route's
+          timeouts and retry choice arrive through variables). Empty when no route has timeouts.
+      type: list
+      elements: str
 """
 
 from ansible.errors import AnsibleFilterError
@@ -274,6 +361,8 @@ def route_compile(
     map_dir: str = DEFAULT_MAP_DIR,
     map_threshold: int = DEFAULT_MAP_THRESHOLD,
     mode: str = "auto",
+    unmatched: str = "default",
+    listeners=None,
 ) -> dict:
     """Compile a route table; see DOCUMENTATION."""
     try:
@@ -284,6 +373,8 @@ def route_compile(
             map_dir=map_dir,
             map_threshold=map_threshold,
             mode=mode,
+            unmatched=unmatched,
+            listeners=listeners,
         )
     except AnsibleFilterError:
         raise

@@ -57,9 +57,11 @@ _HEADER_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 FRAMING_HEADERS = ("connection", "content-length", "keep-alive", "proxy-connection", "te", "trailer",
                    "transfer-encoding", "upgrade")
 # Query parameter names and values as sent (percent-encoded, never decoded): URI query
-# characters without the '&' that separates parameters; names also without '='.
-_QUERY_NAME_RE = re.compile(r"(?:[A-Za-z0-9._~!$'()*+,;:@/?-]|%[0-9A-F]{2}){1,64}")
-_QUERY_VALUE_RE = re.compile(r"(?:[A-Za-z0-9._~!$'()*+,;:@/?=-]|%[0-9A-F]{2})+")
+# characters without '&', ';' and '?', which all end a parameter for HAProxy's url_param (so
+# a name or value holding one could never match); names also without '=', and without the
+# quote, parentheses and comma, which would break the url_param(<name>) fetch's syntax.
+_QUERY_NAME_RE = re.compile(r"(?:[A-Za-z0-9._~!$*+:@/-]|%[0-9A-F]{2}){1,64}")
+_QUERY_VALUE_RE = re.compile(r"(?:[A-Za-z0-9._~!$'()*+,:@/=-]|%[0-9A-F]{2})+")
 _PATH_RE = re.compile(r"/(?:[A-Za-z0-9\-._~!$&'()*+,;=:@/]|%[0-9A-F]{2})*")
 _CONTENT_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*(?:; ?charset=[A-Za-z0-9_-]+)?")
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -70,6 +72,7 @@ _HOST_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
 # and retry choice the role's backends read.
 VAR_ROUTE = "txn.lay7_route"
 VAR_PICK = "txn.lay7_pick"
+VAR_STICKY = "txn.lay7_sticky"
 VAR_TIMEOUT = "txn.lay7_timeout"
 VAR_NO_RETRY = "txn.lay7_no_retry"
 
@@ -229,7 +232,8 @@ def _conditions(where: str, raw, kind: str) -> tuple:
         else:
             if not isinstance(name, str) or not _QUERY_NAME_RE.fullmatch(name):
                 _fail(f"{iwhere}: name {_show(name)} is not a query parameter name as sent (URI characters "
-                      "without '&', '=', '#' or spaces; '%' starts an upper-case %XX escape; at most 64)")
+                      "without '&', ';', '?', '=', '#', quotes, parentheses, commas or spaces; '%' starts an upper-case "
+                      "%XX escape; at most 64)")
         if name in seen:
             _fail(f"{iwhere}: name {_show(item.get('name'))} is already matched by {key}[{seen[name]}]; "
                   "give one condition per name")
@@ -248,7 +252,8 @@ def _conditions(where: str, raw, kind: str) -> tuple:
                       f"PCRE2 read alike: {exc} (see docs/routing.md, 'Regex subset')")
         elif kind == "query" and not _QUERY_VALUE_RE.fullmatch(value):
             _fail(f"{iwhere}: value {_show(value)} is not a query value as sent (URI characters without '&', "
-                  "'#' or spaces; '%' starts an upper-case %XX escape)")
+                  "';', '?', '#' or spaces, since HAProxy ends a parameter at '&', ';' and '?'; '%' starts an "
+                  "upper-case %XX escape)")
         out.append(Condition(kind, str(name), str(match), value))
     return tuple(out)
 
@@ -292,6 +297,9 @@ def _header_list(where: str, raw, with_value: bool) -> list:
         if name.lower() in FRAMING_HEADERS:
             _fail(f"{iwhere}: {name} frames the HTTP message or connection; HAProxy manages it and a route may "
                   "not change it")
+        if name.lower() == "host":
+            _fail(f"{iwhere}: the Host header is changed with a url_rewrite filter's host (a request needs "
+                  "exactly one Host header)")
         if with_value:
             if "value" not in item:
                 _fail(f"{iwhere}: value is required")
@@ -371,7 +379,8 @@ def _filter(where: str, spec, route_match: str) -> tuple:
     if kind == "request_redirect":
         _check_keys(where, spec, ("type", "scheme", "host", "port", "path", "status"))
         scheme = spec.get("scheme")
-        if scheme is not None and scheme not in WELL_KNOWN_PORT:
+        # A tuple, not the dict: "in" a dict hashes the value, and a list or mapping would raise.
+        if scheme is not None and scheme not in tuple(WELL_KNOWN_PORT):
             _fail(f"{where}: scheme {_show(scheme)} is not one of http, https")
         port = spec.get("port")
         if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535):
@@ -401,7 +410,10 @@ def _filter(where: str, spec, route_match: str) -> tuple:
               "use HTML entities for anything else")
     if body and status in (204, 304):
         _fail(f"{where}: status {status} responses have no body; drop body")
-    content_type = spec.get("content_type", "text/plain" if body else None)
+    content_type = spec.get("content_type")
+    if content_type is None and body:
+        # Also when given as null: a body is sent with a content type.
+        content_type = "text/plain"
     if content_type is not None and (not isinstance(content_type, str) or not _CONTENT_TYPE_RE.fullmatch(content_type)):
         _fail(f"{where}: content_type {_show(content_type)} must be a media type such as text/html or "
               "text/plain; charset=utf-8")
@@ -516,7 +528,8 @@ def _location_lines(spec: dict, route, guard: str) -> list:
     never a scheme's well-known port)."""
     path = spec["path"]
     code = spec["status"]
-    host = lf(spec["host"]) if spec["host"] else "%[req.hdr(host),regsub(:[0-9]+$,)]"
+    # The Host header without its port; "h:" (an empty port, valid in a URI) loses the ':' too.
+    host = lf(spec["host"]) if spec["host"] else "%[req.hdr(host),regsub(:[0-9]*$,)]"
     # Path and query: kept, replaced whole (query kept) or their matched prefix replaced.
     tails = []  # (extra condition, path-and-query text)
     if path is None:
@@ -601,6 +614,15 @@ def action_lines(route, actions: Actions, backends: dict, var_backend: str) -> t
     if redirect is not None:
         req += _location_lines(redirect, route, guard)
         return req, resp
+    live = [s for s in actions.split if s.weight > 0]
+    # A client that holds the persistence cookie of one of the split's live backends stays
+    # there. Read before the route's own header edits: the client's cookies decide, even when
+    # the route rewrites the Cookie header for the backend.
+    for s in live:
+        cookie = cookie_name(backends[s.backend])
+        if cookie is not None:
+            req.append(f"http-request set-var({VAR_STICKY}) str({s.backend}) if {guard} "
+                       f"!{{ var({VAR_STICKY}) -m found }} {{ req.cook({cookie}) -m found }}")
     if modifier is not None:
         req += _header_edit_lines("http-request", modifier, guard)
     if rewrite is not None:
@@ -619,16 +641,12 @@ def action_lines(route, actions: Actions, backends: dict, var_backend: str) -> t
     if not actions.split:
         req.append(f"http-request set-var({var_backend}) str({route.backend}) if {guard}")
         return req, resp
-    live = [s for s in actions.split if s.weight > 0]
     if not live:
         # Gateway API: a route whose backends all have weight 0 answers 500.
         req.append(f"http-request return status 500 if {guard}")
         return req, resp
-    # A client that holds the persistence cookie of one of the split's live backends stays there.
-    for s in live:
-        cookie = cookie_name(backends[s.backend])
-        if cookie is not None:
-            req.append(f"http-request set-var({var_backend}) str({s.backend}) if {guard} {{ req.cook({cookie}) -m found }}")
+    if any(cookie_name(backends[s.backend]) is not None for s in live):
+        req.append(f"http-request set-var({var_backend}) var({VAR_STICKY}) if {guard} {{ var({VAR_STICKY}) -m found }}")
     total = sum(s.weight for s in live)
     if len(live) > 1:
         by_address = any(backends[s.backend].persistence in ("source", "stick-table") for s in live)

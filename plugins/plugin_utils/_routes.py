@@ -69,8 +69,9 @@ BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source", "first")
 PERSISTENCE_MODES = ("none", "cookie", "source", "stick-table")
 
 SCHEMES = ("http", "https")
-ROUTE_KEYS = ("name", "path", "match", "host", "methods", "headers", "query", "scheme", "require_https", "backend",
-              "backends", "filters", "timeouts")
+ROUTE_KEYS = ("name", "path", "match", "host", "methods", "headers", "query", "scheme", "listener", "require_https",
+              "backend", "backends", "filters", "timeouts")
+LISTENER_KEYS = ("name", "port", "hostnames", "tls", "builtin")
 # What requests no route selects get: the default backend, or a 404 from HAProxy.
 UNMATCHED = ("default", "not_found")
 NOT_FOUND_BODY = "no route for this request\n"
@@ -78,7 +79,7 @@ BACKEND_KEYS = ("servers", "fallback", "balance", "persistence", "cookie_name", 
 SERVER_KEYS = ("name", "address", "port", "weight", "backup")
 
 # The backend a request over plain HTTP goes to when the route it selects has require_https:
-# the role's template defines it (no servers, "http-request redirect scheme https"). Reserved:
+# the role's template defines it (no servers, a redirect to the same URL over https). Reserved:
 # a user backend of this name is refused.
 HTTPS_REDIRECT_BACKEND = "lay7_https_redirect"
 # The condition "the request arrived over TLS" (a bind with "ssl" in the same frontend).
@@ -299,6 +300,32 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class Listener:
+    """A port the frontend listens on, and optionally the host names it serves. ``tls`` and
+    ``builtin`` are for the role (whether it binds the port with TLS, whether it binds it
+    already as its HTTP or HTTPS port); routing only uses the port and the names."""
+
+    name: str
+    port: int
+    hostnames: tuple = ()
+    tls: bool = False
+    builtin: bool = False
+
+    def covers(self, host: str | None) -> bool:
+        """True when a route with ``host`` can match a request this listener accepts."""
+        if not self.hostnames or host is None:
+            return True
+        for name in self.hostnames:
+            if _host_covers(name, host) or _host_covers(host, name):
+                return True
+        return False
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "port": self.port, "hostnames": list(self.hostnames), "tls": self.tls,
+                "builtin": self.builtin}
+
+
+@dataclass(frozen=True)
 class Route:
     name: str
     index: int
@@ -309,6 +336,7 @@ class Route:
     backend: str | None
     scheme: str | None = None
     require_https: bool = False
+    listener: Listener | None = None
     headers: tuple = ()  # _route_actions.Condition, the header matches
     query: tuple = ()  # _route_actions.Condition, the query-parameter matches
     actions: _actions.Actions = _actions.Actions()
@@ -338,8 +366,9 @@ class Route:
     @property
     def scheme_bound(self) -> bool:
         """True when what the route does depends on the scheme (a scheme condition or
-        require_https): no map key can say that, so the route stays a rule in the map form."""
-        return self.scheme is not None or self.require_https
+        require_https) or on the listener the request arrived on: no map key can say that, so
+        the route stays a rule in the map form."""
+        return self.scheme is not None or self.require_https or self.listener is not None
 
     @property
     def conditioned(self) -> bool:
@@ -395,6 +424,8 @@ class Route:
             -len(self.query),
             0 if self.scheme else 1,
             self.scheme or "",
+            0 if self.listener else 1,
+            self.listener.name if self.listener else "",
             self.index,
         )
 
@@ -409,6 +440,7 @@ class Route:
             "scheme": self.scheme,
             "require_https": self.require_https,
             "backend": self.backend,
+            "listener": self.listener.name if self.listener else None,
             "headers": [c.as_dict() for c in self.headers],
             "query": [c.as_dict() for c in self.query],
             **self.actions.as_dict(),
@@ -590,7 +622,65 @@ def normalise_host(where: str, value) -> str:
     return str(norm)
 
 
-def _normalise_route(idx: int, raw, backends: dict) -> Route:
+def _normalise_listeners(raw) -> dict:
+    """Listeners by name, from the compile argument (None: no listeners, routes cannot name one)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, list):
+        _fail(f"listeners: expected a list of {{name, port, hostnames}} mappings, got {_show(raw)}")
+    out, ports = {}, {}
+    for i, item in enumerate(raw):
+        where = f"listeners[{i}]"
+        if not isinstance(item, dict):
+            _fail(f"{where}: expected a mapping, got {type(item).__name__}")
+        _check_keys(where, item, LISTENER_KEYS)
+        name = _as_name(where, "name", item.get("name"))
+        where = f"listener '{name}' (listeners[{i}])"
+        if name in out:
+            _fail(f"{where}: name '{name}' is already used by another listener")
+        port = _as_int(where, "port", item.get("port"), 1, 65535)
+        if port in ports:
+            _fail(f"{where}: port {port} is already the port of listener '{ports[port]}'")
+        ports[port] = name
+        hostnames = item.get("hostnames") or []
+        if not isinstance(hostnames, list):
+            _fail(f"{where}: hostnames must be a list of host names, got {_show(hostnames)}")
+        norm = []
+        for j, host in enumerate(hostnames):
+            host = normalise_host(f"{where}: hostnames[{j}]", host)
+            if host in norm:
+                _fail(f"{where}: hostnames[{j}] {host} is listed twice")
+            norm.append(host)
+        flags = {}
+        for flag in ("tls", "builtin"):
+            value = item.get(flag, False)
+            if not isinstance(value, bool):
+                _fail(f"{where}: {flag} must be true or false, got {_show(value)}")
+            flags[flag] = value
+        out[name] = Listener(name, port, tuple(norm), flags["tls"], flags["builtin"])
+    return out
+
+
+def _listener_guard(listeners: dict, no_route: str) -> list:
+    """A request on a listener with host names that it does not serve gets no route at all,
+    whatever other listeners' routes would match (Gateway API): the decision is overwritten
+    with "no route"."""
+    lines = []
+    for lst in listeners.values():
+        if not lst.hostnames:
+            continue
+        acl = f"listener_{lst.name}_host"
+        exact = [h for h in lst.hostnames if not h.startswith("*.")]
+        suffixes = [h[1:] for h in lst.hostnames if h.startswith("*.")]
+        if exact:
+            lines.append(f"acl {acl} {HOST_FETCH} -m str {' '.join(hquote(h) for h in exact)}")
+        if suffixes:
+            lines.append(f"acl {acl} {HOST_FETCH} -m end {' '.join(hquote(h) for h in suffixes)}")
+        lines.append(f"http-request set-var({VAR_HIT}) str({no_route}) if {{ dst_port {lst.port} }} !{acl}")
+    return lines
+
+
+def _normalise_route(idx: int, raw, backends: dict, listeners: dict | None = None) -> Route:
     where = f"route index {idx}"
     if not isinstance(raw, dict):
         _fail(f"{where}: expected a mapping, got {type(raw).__name__}")
@@ -676,6 +766,16 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
         _fail(f"{where}: require_https is true but scheme is 'https': the route never sees a plain HTTP request, so "
               "it would never redirect; drop scheme to redirect HTTP requests (or require_https to only match HTTPS)")
 
+    listener = None
+    if raw.get("listener") is not None:
+        name_ = raw["listener"]
+        if not isinstance(name_, str) or name_ not in (listeners or {}):
+            _fail(f"{where}: listener {_show(name_)} is not defined; known: {_known(listeners or {})}")
+        listener = listeners[name_]
+        if not listener.covers(host):
+            _fail(f"{where}: host {host} is none of the hostnames of listener '{listener.name}' "
+                  f"({', '.join(listener.hostnames)}); the route could never match")
+
     headers = _actions.header_conditions(where, raw.get("headers"))
     query = _actions.query_conditions(where, raw.get("query"))
     backend, actions = _actions.route_actions(where, raw, str(match), backends)
@@ -684,7 +784,7 @@ def _normalise_route(idx: int, raw, backends: dict) -> Route:
               "fixed_response filter); drop require_https, or set the redirect's scheme to https")
 
     return Route(name, idx, str(match), path, host, tuple(sorted(norm_methods)), backend,
-                 None if scheme is None else str(scheme), require_https, headers, query, actions)
+                 None if scheme is None else str(scheme), require_https, listener, headers, query, actions)
 
 
 def _host_candidates(host: str | None) -> list:
@@ -754,6 +854,7 @@ def _conditions(route: Route) -> str:
         + (f", methods {','.join(route.methods)}" if route.methods else "")
         + "".join(f", {c.kind} {c.name} {c.match} {_show(c.value)}" for c in route.headers + route.query)
         + (f", scheme {route.scheme}" if route.scheme else "")
+        + (f", listener {route.listener.name}" if route.listener else "")
     )
 
 
@@ -768,7 +869,7 @@ def _check_shadowing(ordered: list) -> None:
     changes what a route does over HTTP, not which requests it matches."""
     buckets = {}
     for pos, r in enumerate(ordered):
-        buckets.setdefault((r.match, r.path, r.host, r.scheme), _Bucket()).add(pos, r)
+        buckets.setdefault((r.match, r.path, r.host, r.scheme, r.listener), _Bucket()).add(pos, r)
     for pos, inner in enumerate(ordered):
         paths = [(inner.match, inner.path)]
         if inner.match == "regex":
@@ -776,14 +877,16 @@ def _check_shadowing(ordered: list) -> None:
         else:
             paths += [("prefix", anc) for anc in _prefix_ancestors(inner.path) if (inner.match, anc) != ("prefix", inner.path)]
         schemes = [None] if inner.scheme is None else [None, inner.scheme]
+        listeners = [None] if inner.listener is None else [None, inner.listener]
         found = None
         for match, path in paths:
             for host in _host_candidates(inner.host):
                 for scheme in schemes:
-                    bucket = buckets.get((match, path, host, scheme))
-                    hit = bucket.first_cover(pos, inner) if bucket is not None else None
-                    if hit is not None and (found is None or hit[0] < found[0]):
-                        found = hit
+                    for listener in listeners:
+                        bucket = buckets.get((match, path, host, scheme, listener))
+                        hit = bucket.first_cover(pos, inner) if bucket is not None else None
+                        if hit is not None and (found is None or hit[0] < found[0]):
+                            found = hit
         if found is not None:
             outer = found[1]
             if (
@@ -791,14 +894,17 @@ def _check_shadowing(ordered: list) -> None:
                 and _methods_cover(outer.methods, inner.methods)
                 and _path_covers(outer, inner)
                 and outer.scheme in (None, inner.scheme)
+                and outer.listener in (None, inner.listener)
                 and outer.matched_conditions <= inner.matched_conditions
             ):
-                same = (outer.match, outer.path, outer.host, outer.methods, outer.scheme, outer.matched_conditions) == (
+                same = (outer.match, outer.path, outer.host, outer.methods, outer.scheme, outer.listener,
+                        outer.matched_conditions) == (
                     inner.match,
                     inner.path,
                     inner.host,
                     inner.methods,
                     inner.scheme,
+                    inner.listener,
                     inner.matched_conditions,
                 )
                 what = "duplicates" if same else "is fully shadowed by"
@@ -809,8 +915,9 @@ def _check_shadowing(ordered: list) -> None:
                 )
 
 
-def normalise(routes, backends, default_backend) -> tuple:
-    """Validate and normalise; return (routes in precedence order, backends by name)."""
+def normalise(routes, backends, default_backend, listeners: dict | None = None) -> tuple:
+    """Validate and normalise; return (routes in precedence order, backends by name).
+    ``listeners``: normalised listeners by name (see _normalise_listeners)."""
     norm_backends = _normalise_backends(backends)
     if not isinstance(default_backend, str) or default_backend not in norm_backends:
         _fail(f"default_backend {_show(default_backend)} is not defined; known: {_known(norm_backends)}")
@@ -821,7 +928,7 @@ def normalise(routes, backends, default_backend) -> tuple:
     norm_routes = []
     names = {}
     for idx, raw in enumerate(routes):
-        route = _normalise_route(idx, raw, norm_backends)
+        route = _normalise_route(idx, raw, norm_backends, listeners)
         if route.name in names:
             _fail(f"{route.where}: name '{route.name}' duplicates route index {names[route.name]}; route names must be unique")
         names[route.name] = idx
@@ -841,6 +948,8 @@ def _route_acls(route: Route) -> tuple:
     # The scheme first: ssl_fc is the cheapest test, and a request of the other scheme then
     # skips the route's other ACLs.
     conds = []
+    if route.listener is not None:
+        conds.append(f"{{ dst_port {route.listener.port} }}")
     if route.scheme == "https":
         conds.append(SSL_FC)
     elif route.scheme == "http":
@@ -898,18 +1007,25 @@ def _no_route(default_backend: str, unmatched: str) -> str:
     return f"{NO_ROUTE_RANK}:{default_backend if unmatched == 'default' else '@'}"
 
 
-def _dispatched(ordered: list, unmatched: str) -> bool:
+def _dispatched(ordered: list, unmatched: str, listeners: dict | None = None) -> bool:
     """True when a chosen route must act before its backend is known (filters, a weighted
     split, timeouts) or unmatched requests get a 404: the decision is then a variable in both
     forms, and the actions read it."""
-    return unmatched != "default" or any(route.actions for route in ordered)
+    return (unmatched != "default" or any(route.actions for route in ordered)
+            or any(lst.hostnames for lst in (listeners or {}).values()))
 
 
-def _dispatch(ordered: list, backends: dict, default_backend: str, unmatched: str) -> list:
-    """The lines after the decision (``txn.lay7_hit`` holds ``<rank>:<target>``): the 404 for
-    unmatched requests, each chosen route's actions, the fallback of the backend chosen, and
-    the backend."""
-    lines = [f"http-request set-var({VAR_BACKEND}) var({VAR_HIT}),field(2,:)"]
+def _dispatch(ordered: list, backends: dict, default_backend: str, unmatched: str, listeners: dict | None = None) -> list:
+    """The lines after the decision (``txn.lay7_hit`` holds ``<rank>:<target>``): the guard of
+    listeners with host names, the 404 for unmatched requests, each chosen route's actions, the
+    fallback of the backend chosen, and the backend."""
+    lines = _listener_guard(listeners or {}, _no_route(default_backend, unmatched))
+    if unmatched != "default":
+        # A request without a path (OPTIONS *, an absolute URI without one) leaves the map
+        # lookups without a result: it too has no route.
+        lines.append(f"http-request set-var({VAR_HIT}) str({_no_route(default_backend, unmatched)}) "
+                     f"if !{{ var({VAR_HIT}) -m found }}")
+    lines.append(f"http-request set-var({VAR_BACKEND}) var({VAR_HIT}),field(2,:)")
     if unmatched == "not_found":
         lines.append(
             f"http-request return status 404 content-type text/plain string {_actions.dquote(NOT_FOUND_BODY)} "
@@ -934,9 +1050,10 @@ def _dispatch(ordered: list, backends: dict, default_backend: str, unmatched: st
     return lines
 
 
-def emit_acl(ordered: list, backends: dict, default_backend: str, unmatched: str = "default") -> list:
-    if _dispatched(ordered, unmatched):
-        return _emit_acl_dispatched(ordered, backends, default_backend, unmatched)
+def emit_acl(ordered: list, backends: dict, default_backend: str, unmatched: str = "default",
+             listeners: dict | None = None) -> list:
+    if _dispatched(ordered, unmatched, listeners):
+        return _emit_acl_dispatched(ordered, backends, default_backend, unmatched, listeners)
     lines = []
     for route in ordered:
         acls, cond = _route_acls(route)
@@ -957,7 +1074,8 @@ def emit_acl(ordered: list, backends: dict, default_backend: str, unmatched: str
     return lines
 
 
-def _emit_acl_dispatched(ordered: list, backends: dict, default_backend: str, unmatched: str) -> list:
+def _emit_acl_dispatched(ordered: list, backends: dict, default_backend: str, unmatched: str,
+                         listeners: dict | None = None) -> list:
     """The acl form when routes act (see _dispatched): HAProxy runs every http-request rule
     before any use_backend, so an action cannot follow a use_backend line. The routes set the
     decision variable instead, in precedence order, the first match only; then _dispatch."""
@@ -969,8 +1087,8 @@ def _emit_acl_dispatched(ordered: list, backends: dict, default_backend: str, un
         if route.require_https:
             lines.append(f"http-request set-var({VAR_HIT}) str({rank}:{HTTPS_REDIRECT_BACKEND}) if {first} !{SSL_FC} {cond}")
         lines.append(f"http-request set-var({VAR_HIT}) str({rank}:{route.target}) if {first} {cond}")
-    lines.append(f"http-request set-var({VAR_HIT}) str({_no_route(default_backend, unmatched)}) if {first}")
-    return lines + _dispatch(ordered, backends, default_backend, unmatched)
+    # No route: txn.lay7_hit stays unset (_dispatch then applies unmatched).
+    return lines + _dispatch(ordered, backends, default_backend, unmatched, listeners)
 
 
 def _add_path_keys(exact: dict, prefix: dict, key_prefix: str, route: Route, value: str) -> None:
@@ -987,7 +1105,8 @@ def _add_path_keys(exact: dict, prefix: dict, key_prefix: str, route: Route, val
         prefix.setdefault(key_prefix + route.path + "/", value)
 
 
-def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str, unmatched: str = "default") -> tuple:
+def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str, unmatched: str = "default",
+             listeners: dict | None = None) -> tuple:
     exact = {}
     prefix = {}
     host_exact = {}
@@ -1085,7 +1204,7 @@ def emit_map(ordered: list, backends: dict, default_backend: str, map_dir: str, 
             )
         rules.append(f"http-request set-var({VAR_HIT}) str({rank}:{route.target}) if {cond} {better}")
     lines.extend(rules)
-    lines.extend(_dispatch(ordered, backends, default_backend, unmatched))
+    lines.extend(_dispatch(ordered, backends, default_backend, unmatched, listeners))
 
     def content(entries: dict) -> str:
         return "".join(f"{key} {entries[key]}\n" for key in sorted(entries))
@@ -1155,6 +1274,7 @@ def compile_routes(
     map_threshold: int = DEFAULT_MAP_THRESHOLD,
     mode: str = "auto",
     unmatched: str = "default",
+    listeners=None,
 ) -> dict:
     """Validate a route table and compile it; see docs/development.md for the contract."""
     if mode not in MODES:
@@ -1166,10 +1286,11 @@ def compile_routes(
         _fail(f"map_dir {_show(map_dir)} must be an absolute path of letters, digits, '_', '.', '-', '/'")
     map_dir = str(map_dir)
 
-    ordered, norm_backends = normalise(routes, backends, default_backend)
+    norm_listeners = _normalise_listeners(listeners)
+    ordered, norm_backends = normalise(routes, backends, default_backend, norm_listeners)
     frontend, maps = [], []
     if mode in ("auto", "acl") and (mode == "acl" or len(ordered) <= map_threshold):
-        frontend = emit_acl(ordered, norm_backends, default_backend, unmatched)
+        frontend = emit_acl(ordered, norm_backends, default_backend, unmatched, norm_listeners)
         if len(frontend) <= MAX_FRONTEND_LINES:
             mode = "acl"
         elif mode == "acl":
@@ -1183,16 +1304,16 @@ def compile_routes(
     else:
         mode = "map"
     if mode == "map":
-        frontend, maps = emit_map(ordered, norm_backends, default_backend, map_dir, unmatched)
+        frontend, maps = emit_map(ordered, norm_backends, default_backend, map_dir, unmatched, norm_listeners)
         if len(frontend) > MAX_FRONTEND_LINES:
             ruled = sum(1 for r in ordered if r.ruled)
             _fail(
                 f"route table: {ruled} of {len(ordered)} routes have a wildcard host, a regex with methods, a scheme, "
-                f"require_https or header or query matches, which stay HAProxy rules even in the map form (and routes "
+                f"require_https, a listener or header or query matches, which stay HAProxy rules even in the map form (and routes "
                 f"with filters, weighted backends or timeouts add lines of their own): {len(frontend)} frontend lines, "
                 f"more than {MAX_FRONTEND_LINES}; HAProxy's configuration check then takes seconds (see "
                 "docs/routing.md, 'Limits'); give fewer routes a wildcard host, a regex with methods, a scheme, "
-                "require_https or header or query matches (any other route, with an exact host or none, costs nothing in the map form)"
+                "require_https, a listener or header or query matches (any other route, with an exact host or none, costs nothing in the map form)"
             )
     backends_out = [
         dict(norm_backends[name].as_dict(), fallback_servers=fallback_servers(norm_backends[name], norm_backends))
@@ -1214,9 +1335,10 @@ def compile_routes(
         ],
         "routes": [r.as_dict() for r in ordered],
         # The backend require_https routes send plain HTTP requests to, which the template must
-        # define (http-request redirect scheme https); None when no route requires HTTPS.
+        # define (a redirect to the same URL over https); None when no route requires HTTPS.
         "https_redirect_backend": HTTPS_REDIRECT_BACKEND if any(r.require_https for r in ordered) else None,
         "unmatched": unmatched,
+        "listeners": [lst.as_dict() for lst in norm_listeners.values()],
         # Lines every backend section gets (after the role's own timeout rule): a route's
         # timeouts reach the backend through variables. Empty when no route has timeouts.
         "backend_rules": list(_actions.BACKEND_RULES) if any(r.actions.timeout_ms is not None for r in ordered) else [],

@@ -117,11 +117,13 @@ class Request:
         return [v for n, v in self.headers if n.lower() == name.lower()]
 
     def url_params(self, name: str) -> list:
-        """url_param(<name>): the raw value of each ``name=value`` in the query string."""
+        """url_param(<name>): the raw value of each ``name=value`` in the query string, which
+        starts after the first '?'; '&', ';' and '?' all end a parameter (HAProxy's
+        http_is_param_delimiter)."""
         if "?" not in self.target:
             return []
         out = []
-        for piece in self.target.split("?", 1)[1].split("&"):
+        for piece in re.split(r"[&;?]", self.target.split("?", 1)[1]):
             key, eq, value = piece.partition("=")
             if eq and key == name:
                 out.append(value)
@@ -165,7 +167,7 @@ class Frontend:
         self.maps = {m["path"]: parse_map(m["content"]) for m in maps}
         self.acls = {}  # name -> list of (fetch, match, patterns)
         self.http_rules = []  # (action, args, cond) in file order
-        self.response_rules = []  # (op, name, value, cond)
+        self.response_rules = []  # (http-response or http-after-response, op, name, value, cond)
         self.use_rules = []  # (backend_expr, cond)
         self.default = None
         for line in lines:
@@ -211,7 +213,7 @@ class Frontend:
         elif w[0] in ("http-response", "http-after-response") and w[1] in _HEADER_OPS:
             value = None if w[1] == "del-header" else w[3]
             cond = self._cond(w[3:] if w[1] == "del-header" else w[4:])
-            self.response_rules.append((w[1], w[2], value, cond))
+            self.response_rules.append((w[0], w[1], w[2], value, cond))
         elif w[0] == "use_backend":
             self.use_rules.append((w[1], self._cond(w[2:])))
         elif w[0] == "default_backend" and len(w) == 2:
@@ -389,7 +391,13 @@ class Frontend:
                 i += 2
                 continue
             if fmt.startswith("%[", i):
-                j = fmt.index("]", i)
+                # HAProxy parses the whole sample expression, so a ']' inside a converter's
+                # arguments ("regsub(:[0-9]*$,)") does not end it: the first one outside
+                # parentheses does.
+                j, depth = i + 2, 0
+                while fmt[j] != "]" or depth:
+                    depth += {"(": 1, ")": -1}.get(fmt[j], 0)
+                    j += 1
                 out.append(Frontend._sample(fmt[i + 2 : j], req))
                 i = j + 1
                 continue
@@ -433,10 +441,10 @@ class Frontend:
             elif action == "return":
                 status = args["status"]
                 outcome = "notfound" if status == "404" and args["string"] == NOT_FOUND_BODY else f"fixed:{status}"
-                return Result(outcome, req.target, req.headers, self._response_edits(req, vars_, up), args["string"])
+                return Result(outcome, req.target, req.headers, self._response_edits(req, vars_, up, True), args["string"])
             elif action == "redirect":
                 outcome = f"redirect:{args[1]}:{self._log_format(args[0], req)}"
-                return Result(outcome, req.target, req.headers, self._response_edits(req, vars_, up))
+                return Result(outcome, req.target, req.headers, self._response_edits(req, vars_, up, True))
             elif action == "set-path":
                 query = req.target[len(req.path):] if req.path is not None else ""
                 req.target = self._log_format(args[0], req) + query
@@ -450,12 +458,17 @@ class Frontend:
                 req.headers = req.headers + [(args[0], self._log_format(args[1], req))]
         backend = self._backend(req, vars_, up)
         if backend is not None and backend == self.https_redirect_backend:
-            backend = REDIRECT_HTTPS
-        return Result(backend, req.target, req.headers, self._response_edits(req, vars_, up))
+            # The redirect backend answers itself: only http-after-response rules see it.
+            return Result(REDIRECT_HTTPS, req.target, req.headers, self._response_edits(req, vars_, up, True))
+        return Result(backend, req.target, req.headers, self._response_edits(req, vars_, up, False))
 
-    def _response_edits(self, req: Request, vars_: dict, up: set) -> list:
+    def _response_edits(self, req: Request, vars_: dict, up: set, own_answer: bool) -> list:
+        """The response header edits (op, name, value) whose condition holds. HAProxy runs
+        http-response rules only on a server's response; an answer of its own (return,
+        redirect) goes through http-after-response alone."""
         return [(op, name, None if value is None else self._log_format(value, req))
-                for op, name, value, cond in self.response_rules if self._eval(cond, req, vars_, up)]
+                for kind, op, name, value, cond in self.response_rules
+                if not (own_answer and kind == "http-response") and self._eval(cond, req, vars_, up)]
 
     def _backend(self, req: Request, vars_: dict, up: set) -> str:
         for backend, cond in self.use_rules:

@@ -55,16 +55,21 @@ def request_query(target: str) -> str | None:
     return target.split("?", 1)[1]
 
 
+# What ends a query parameter for HAProxy's ``url_param``: '&', and also ';' and '?' (its
+# http_is_param_delimiter), so "a=1;b=2" holds two parameters and "a=1?b=2" too.
+_PARAM_DELIMITERS = re.compile(r"[&;?]")
+
+
 def query_params(target: str) -> list:
     """The query parameters as (name, value) pairs, in order, as HAProxy's ``url_param``
-    reads them: the query split on '&', each piece split at its first '='. Nothing is
-    percent-decoded. A piece without '=' has no value: its value is None, which no condition
-    matches (not even an empty one)."""
+    reads them: the query split on '&', ';' and '?', each piece split at its first '='.
+    Nothing is percent-decoded. A piece without '=' has no value: its value is None, which no
+    condition matches (not even an empty one)."""
     query = request_query(target)
     if query is None:
         return []
     params = []
-    for piece in query.split("&"):
+    for piece in _PARAM_DELIMITERS.split(query):
         name, sep, value = piece.partition("=")
         params.append((name, value if sep else None))
     return params
@@ -183,23 +188,53 @@ def precedence(route: dict, index: int) -> tuple:
         -len(route.get("headers") or []),
         -len(route.get("query") or []),
         0 if route.get("scheme") else 1,
+        0 if route.get("listener") else 1,
         index,
     )
 
 
+def listener_admits(listeners: list | None, port: int, host: str | None) -> bool:
+    """Whether a request that arrived on ``port`` may get a route at all: a listener with
+    host names serves only those (exact, or ``*.suffix`` covering one or more labels); a
+    request on its port for any other host gets no route, whatever other listeners' routes
+    say."""
+    for lst in listeners or []:
+        if lst["port"] != port or not lst.get("hostnames"):
+            continue
+        value = None if host is None else host.split(":", 1)[0].lower()
+        return value is not None and any(
+            value == h.lower() or (h.startswith("*.") and value.endswith(h[1:].lower())) for h in lst["hostnames"])
+    return True
+
+
+def listener_matches(route: dict, listeners: list | None, port: int) -> bool:
+    """A route bound to a listener matches only requests that arrived on its port."""
+    name = route.get("listener")
+    if name is None:
+        return True
+    return any(lst["name"] == name and lst["port"] == port for lst in listeners or [])
+
+
 def select_route(routes: list, target: str, host: str | None = None, method: str = "GET",
-                 scheme: str = "http", headers: list | None = None) -> dict | None:
+                 scheme: str = "http", headers: list | None = None, port: int | None = None,
+                 listeners: list | None = None) -> dict | None:
     """The route a request over ``scheme`` (``http`` or ``https``) matches, or None (no route:
     the unmatched outcome). ``headers`` are the request's (name, value) pairs, Host aside
-    (it is ``host``); the query parameters come from ``target``."""
+    (it is ``host``); the query parameters come from ``target``. ``port``: the port it
+    arrived on (80 for http, 443 for https when not given); ``listeners`` the compile
+    argument ({name, port, hostnames})."""
     if scheme not in ("http", "https"):
         raise ValueError(scheme)
+    port = WELL_KNOWN_PORTS[scheme] if port is None else port
+    if not listener_admits(listeners, port, host):
+        return None
     path = request_path(target)
     matching = [
         (precedence(r, i), i)
         for i, r in enumerate(routes)
         if path_matches(r, path) and host_matches(r, host) and method_matches(r, method)
         and scheme_matches(r, scheme) and headers_match(r, headers) and query_matches(r, target)
+        and listener_matches(r, listeners, port)
     ]
     if not matching:
         return None
@@ -284,9 +319,14 @@ def choose_backend(
     unmatched: str = "default",
     pick=None,
     cookies: dict | None = None,
+    port: int | None = None,
+    listeners: list | None = None,
 ) -> str:
     """The outcome of a request: the backend that answers it, or one of the outcome strings
     in the module docstring.
+
+    ``port`` is the port the request arrived on (the listener's), 80 for http and 443 for
+    https when not given; a request_redirect without scheme and port keeps it.
 
     ``unmatched`` is the compile argument: ``default`` sends requests no route selects to the
     default backend (with its fallback), ``not_found`` answers them 404 (:data:`NOT_FOUND`).
@@ -295,7 +335,7 @@ def choose_backend(
     if unmatched not in ("default", "not_found"):
         raise ValueError(unmatched)
     up = set(backends) if up is None else set(up)
-    route = select_route(routes, target, host, method, scheme, headers)
+    route = select_route(routes, target, host, method, scheme, headers, port, listeners)
     if route is None:
         if unmatched == "not_found":
             return NOT_FOUND
@@ -307,7 +347,8 @@ def choose_backend(
     redirect = _filter(route, "request_redirect")
     if redirect is not None:
         status = int(redirect.get("status") or 301)
-        return f"redirect:{status}:{redirect_target(route, target, host, scheme)}"
+        arrived = WELL_KNOWN_PORTS[scheme] if port is None else port
+        return f"redirect:{status}:{redirect_target(route, target, host, scheme, arrived)}"
     fixed = _filter(route, "fixed_response")
     if fixed is not None:
         return f"fixed:{int(fixed.get('status') or 200)}"
@@ -364,9 +405,10 @@ def redirect_target(route: dict, target: str, host_header: str | None, scheme: s
     - host: the filter's, else the Host header without its port (case kept; no header gives
       an empty host);
     - port: the filter's; else none if the filter gives a scheme (that scheme's well-known
-      port); else the Host header's port if it had one; else ``port``, the listener port the
-      request arrived on, when the caller gives it (Gateway API's "listener port"). A port
-      that is the resulting scheme's well-known one (80 http, 443 https) is left out;
+      port); else ``port``, the port the request arrived on (Gateway API's "listener port";
+      the Host header's port does not count), and when the caller gives none, the request
+      scheme's well-known port. A port that is the resulting scheme's well-known one (80 http,
+      443 https) is left out;
     - path: ``{type: full}`` replaces it, ``{type: prefix}`` replaces the route's matched
       prefix, no ``path`` keeps it; the query string, '?' included, is always kept as sent.
     """
@@ -375,14 +417,12 @@ def redirect_target(route: dict, target: str, host_header: str | None, scheme: s
         raise ValueError(f"route {route.get('name')!r} has no request_redirect")
     path, query = _split_target(target)
     new_scheme = spec.get("scheme") or scheme
-    sent_host, sent_port = _split_host_port(host_header)
+    sent_host, _sent_port = _split_host_port(host_header)
     new_host = spec.get("host") or sent_host
     if spec.get("port") is not None:
         new_port = int(spec["port"])
     elif spec.get("scheme"):
         new_port = None
-    elif sent_port is not None:
-        new_port = sent_port
     else:
         new_port = port
     if new_port == WELL_KNOWN_PORTS.get(new_scheme):

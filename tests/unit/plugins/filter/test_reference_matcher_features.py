@@ -102,6 +102,10 @@ VERSION = [{"name": "v2", "path": "/api", "query": [{"name": "version", "value":
     ("/api", "main"),
     ("/api?", "main"),
     ("/other?version=2", "main"),          # the path still has to match
+    ("/api?a=1;version=2", "a"),           # ';' ends a parameter too (HAProxy's url_param)
+    ("/api?version=2;a=1", "a"),
+    ("/api?a=1?version=2", "a"),           # and so does a later '?'
+    ("/api?version=2?", "a"),
 ])
 def test_query_exact(target, expected):
     assert outcome(VERSION, target) == expected
@@ -209,11 +213,12 @@ def redirect_route(route_path="/old", route_match="prefix", **filt):
 @pytest.mark.parametrize("filt, target, host, scheme, location", [
     # nothing given: the same URL
     ({}, "/old/x?q=1", "www.example.com", "http", "http://www.example.com/old/x?q=1"),
-    # the Host header's case is kept, its port too unless well-known
-    ({}, "/old", "WWW.Example.com:8080", "http", "http://WWW.Example.com:8080/old"),
+    # the Host header's case is kept, its port is not: the port is the one the request arrived
+    # on (here none given: the scheme's own)
+    ({}, "/old", "WWW.Example.com:8080", "http", "http://WWW.Example.com/old"),
     ({}, "/old", "www.example.com:80", "http", "http://www.example.com/old"),
-    ({}, "/old", "www.example.com:443", "http", "http://www.example.com:443/old"),
-    ({}, "/old", "www.example.com:443", "https", "https://www.example.com/old"),
+    ({}, "/old", "www.example.com:443", "http", "http://www.example.com/old"),
+    ({}, "/old", "www.example.com:8443", "https", "https://www.example.com/old"),
     # a scheme without a port: the scheme's own port, the Host header's is dropped
     ({"scheme": "https"}, "/old?a=b", "www.example.com:8080", "http", "https://www.example.com/old?a=b"),
     # a port: kept unless it is the resulting scheme's well-known one
@@ -222,12 +227,12 @@ def redirect_route(route_path="/old", route_match="prefix", **filt):
     ({"scheme": "http", "port": 443}, "/old", "www.example.com", "https", "http://www.example.com:443/old"),
     ({"port": 80}, "/old", "www.example.com:8080", "http", "http://www.example.com/old"),
     ({"port": 80}, "/old", "www.example.com:8080", "https", "https://www.example.com:80/old"),
-    # a host: replaces the Host header's host; its port still counts when no scheme is given
-    ({"host": "new.example.com"}, "/old", "www.example.com:8080", "http", "http://new.example.com:8080/old"),
+    # a host: replaces the Host header's host
+    ({"host": "new.example.com"}, "/old", "www.example.com:8080", "http", "http://new.example.com/old"),
     ({"host": "new.example.com", "scheme": "https"}, "/old", "www.example.com:8080", "http",
      "https://new.example.com/old"),
     # IPv6 literal Host headers keep their brackets
-    ({}, "/old", "[2001:db8::1]:8080", "http", "http://[2001:db8::1]:8080/old"),
+    ({}, "/old", "[2001:db8::1]:8080", "http", "http://[2001:db8::1]/old"),
     ({}, "/old", "[2001:db8::1]", "http", "http://[2001:db8::1]/old"),
     # full path replacement, query kept
     ({"path": {"type": "full", "value": "/moved"}}, "/old/x/y?q=1&r", "h", "http", "http://h/moved?q=1&r"),
@@ -266,15 +271,20 @@ def test_redirect_prefix_needs_prefix_route():
         ref.redirect_target(route, "/a", "h", "http")
 
 
-def test_redirect_listener_port_is_the_last_resort():
+def test_redirect_keeps_the_port_the_request_arrived_on():
     route = redirect_route()
     assert ref.redirect_target(route, "/old", "h", "http", port=8080) == "http://h:8080/old"
     assert ref.redirect_target(route, "/old", "h", "http", port=80) == "http://h/old"
-    # the Host header's port comes first
-    assert ref.redirect_target(route, "/old", "h:9000", "http", port=8080) == "http://h:9000/old"
+    assert ref.redirect_target(route, "/old", "h", "https", port=80) == "https://h:80/old"
+    # the Host header's port does not count (Gateway API: the listener's port)
+    assert ref.redirect_target(route, "/old", "h:9000", "http", port=8080) == "http://h:8080/old"
+    assert ref.redirect_target(route, "/old", "h:9000", "http", port=80) == "http://h/old"
     # a filter scheme means that scheme's port
     route = redirect_route(scheme="https")
     assert ref.redirect_target(route, "/old", "h", "http", port=8080) == "https://h/old"
+    # a filter port wins over the arrival port
+    route = redirect_route(port=9000)
+    assert ref.redirect_target(route, "/old", "h", "http", port=8080) == "http://h:9000/old"
 
 
 def test_redirect_outcome():
@@ -282,7 +292,9 @@ def test_redirect_outcome():
               {"name": "moved", "path": "/m", "match": "exact",
                "filters": [{"type": "request_redirect", "path": {"type": "full", "value": "/n"}}]}]
     assert outcome(routes, "/old/x?q", host="h") == "redirect:308:https://h/old/x?q"
-    assert outcome(routes, "/m?x=1", host="h:81") == "redirect:301:http://h:81/n?x=1"
+    assert outcome(routes, "/m?x=1", host="h:81") == "redirect:301:http://h/n?x=1"
+    assert outcome(routes, "/m?x=1", host="h:81", port=8080) == "redirect:301:http://h:8080/n?x=1"
+    assert outcome(routes, "/m?x=1", host="h", scheme="https", port=8443) == "redirect:301:https://h:8443/n?x=1"
     assert outcome(routes, "/other", host="h") == "a"
 
 

@@ -304,7 +304,7 @@ def test_contract_shape_and_defaults():
     routes = [{"name": "app", "path": "/app/", "backend": "app"}]
     compiled = compile_routes(routes, backends, "main")
     assert list(compiled) == ["mode", "default_backend", "frontend", "maps", "backends", "servers", "routes",
-                              "https_redirect_backend", "unmatched", "backend_rules"]
+                              "https_redirect_backend", "unmatched", "listeners", "backend_rules"]
     assert compiled["mode"] == "acl"
     assert compiled["default_backend"] == "main"
     assert compiled["backends"] == [
@@ -334,7 +334,7 @@ def test_contract_shape_and_defaults():
     ]
     assert compiled["routes"] == [
         {"name": "app", "index": 0, "match": "prefix", "path": "/app", "host": None, "methods": [], "scheme": None,
-         "require_https": False, "backend": "app", "headers": [], "query": [], "filters": [], "backends": [],
+         "require_https": False, "backend": "app", "listener": None, "headers": [], "query": [], "filters": [], "backends": [],
          "timeout_ms": None, "retries": True}
     ]
     assert compiled["https_redirect_backend"] is None
@@ -1679,7 +1679,7 @@ def test_map_form_refuses_too_many_conditioned_routes():
     routes = [{"name": f"w{i}", "host": f"*.t{i}.example.com", "path": f"/w{i}", "backend": "r1"} for i in range(2500)]
     routes += [{"name": f"h{i}", "host": f"h{i}.example.com", "path": "/", "backend": "r1"} for i in range(100)]
     with pytest.raises(AnsibleFilterError, match=r"^route table: 2500 of 2600 routes have a wildcard host, a regex with methods, a scheme, "
-                                                 r"require_https or header or query matches, which stay HAProxy rules"):
+                                                 r"require_https, a listener or header or query matches, which stay HAProxy rules"):
         compile_routes(routes, BE, "main", mode="map")
     assert compile_routes(routes[:1500], BE, "main")["mode"] == "map"
 
