@@ -71,10 +71,14 @@ options:
         of HTTP methods), C(headers), C(query), C(scheme), C(listener), C(require_https), C(backend),
         C(backends), C(filters) and C(timeouts). Any other key is an error.
       - C(backend) names one backend. C(backends) instead splits the route's traffic, a list of
-        C({name, weight}) (weight 0-1000, 0 for no traffic; all 0 answers 500); a client holding the
-        persistence cookie of one of them stays there, and under source or stick-table persistence
-        the pick is a hash of the client address. A route with a C(request_redirect) or
-        C(fixed_response) filter has neither.
+        C({name, weight, filters}) (weight 0-1000, 0 for no traffic; all 0 answers 500); a client
+        holding the persistence cookie of one of them stays there, and under source or stick-table
+        persistence the pick is a hash of the client address. An entry's optional C(filters) (Gateway
+        API's filters on a backendRef) are at most one C(request_header_modifier) and one
+        C(response_header_modifier), written as the route's; they apply after the route's own
+        filters, only when the split picks that entry (never for weight 0; a fallback answering for
+        it keeps them), and any other filter type there is refused. A route with a
+        C(request_redirect) or C(fixed_response) filter has neither.
       - C(headers) and C(query) are lists of C({name, value, match}) with C(match) C(exact) (the
         default) or C(regex) (the whole value must match). Header names are compared without case,
         values with case; any occurrence of a repeated header or parameter may match. Query values
@@ -318,7 +322,9 @@ _value:
           name, index, match, path, host, methods, scheme (C(http), C(https) or null),
           require_https, backend (null for a weighted split or a route that answers itself),
           headers and query (lists of name, match, value; header names lower-cased), filters (as
-          given, normalised, each with its type), listener (a name or null), backends (the weighted split, name and weight),
+          given, normalised, each with its type), listener (a name or null), backends (the
+          weighted split, each entry with name, weight and filters, its header modifiers
+          normalised as the route's),
           timeout_ms (the server timeout of the route's requests, or null) and retries (false when
           a request timeout turns retries off).
       type: list

@@ -31,6 +31,8 @@ FILTER_TYPES = (
     "request_redirect",
     "fixed_response",
 )
+# The filters a weighted backend may have of its own (HTTPRoute's backendRef filters).
+BACKEND_FILTER_TYPES = ("request_header_modifier", "response_header_modifier")
 MATCH_KINDS = ("exact", "regex")
 REDIRECT_CODES = (301, 302, 303, 307, 308)
 PATH_MODIFIER_TYPES = ("full", "prefix")
@@ -159,6 +161,9 @@ class Condition:
 class Split:
     backend: str
     weight: int
+    # Header modifiers applied when the split picks this backend ((type, spec), ...): Gateway
+    # API's filters on a backendRef.
+    filters: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,8 @@ class Actions:
     def as_dict(self) -> dict:
         return {
             "filters": [dict(spec, type=kind) for kind, spec in self.filters],
-            "backends": [{"name": s.backend, "weight": s.weight} for s in self.split],
+            "backends": [{"name": s.backend, "weight": s.weight,
+                          "filters": [dict(spec, type=kind) for kind, spec in s.filters]} for s in self.split],
             "timeout_ms": self.timeout_ms,
             "retries": not self.no_retry,
         }
@@ -500,7 +506,7 @@ def _split(where: str, raw, backends: dict) -> tuple:
         iwhere = f"{where}: backends[{i}]"
         if not isinstance(item, dict):
             _fail(f"{iwhere}: expected a mapping with name and weight, got {_show(item)}")
-        _check_keys(iwhere, item, ("name", "weight"))
+        _check_keys(iwhere, item, ("name", "weight", "filters"))
         name = item.get("name")
         if not isinstance(name, str) or name not in backends:
             _fail(f"{iwhere}: name {_show(name)} is not a defined backend; known: {', '.join(sorted(backends))}")
@@ -510,7 +516,21 @@ def _split(where: str, raw, backends: dict) -> tuple:
         weight = item.get("weight", 1)
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
             _fail(f"{iwhere}: weight {_show(weight)} must be an integer 0..{MAX_WEIGHT}")
-        out.append(Split(str(name), int(weight)))
+        filters = {}
+        raw_filters = item.get("filters")
+        if raw_filters is not None:
+            if not isinstance(raw_filters, list):
+                _fail(f"{iwhere}: filters must be a list of {{type: ...}} mappings, got {_show(raw_filters)}")
+            for j, spec in enumerate(raw_filters):
+                fwhere = f"{iwhere}: filters[{j}]"
+                if not isinstance(spec, dict) or spec.get("type") not in BACKEND_FILTER_TYPES:
+                    _fail(f"{fwhere}: a backend's filter is one of {', '.join(BACKEND_FILTER_TYPES)} (the route's "
+                          f"filters hold the others), got {_show(spec.get('type') if isinstance(spec, dict) else spec)}")
+                kind, norm = _filter(fwhere, spec, "prefix")
+                if kind in filters:
+                    _fail(f"{fwhere}: a second {kind}; give each filter type once")
+                filters[kind] = norm
+        out.append(Split(str(name), int(weight), tuple(sorted(filters.items()))))
     return tuple(out)
 
 
@@ -598,11 +618,13 @@ def action_lines(route, actions: Actions, backends: dict, var_backend: str) -> t
     modifier = actions.filter("request_header_modifier")
     rewrite = actions.filter("url_rewrite")
     response = actions.filter("response_header_modifier")
-    if response is not None:
-        # Marked before anything ends the request: HAProxy's own answers (return, redirect) go
-        # through http-after-response, the backend's through http-response.
+    route_guard = f"{{ var({VAR_ROUTE}) -m str {route.name} }}"
+    if response is not None or any(s.filters for s in actions.split):
+        # Marked before anything ends the request (HAProxy's own answers, return and redirect,
+        # go through http-after-response, the backend's through http-response), and before the
+        # split replaces @<route> in txn.lay7_be with the backend it picks.
         req.append(f"http-request set-var({VAR_ROUTE}) str({route.name}) if {guard}")
-        route_guard = f"{{ var({VAR_ROUTE}) -m str {route.name} }}"
+    if response is not None:
         kind = "http-after-response" if (fixed is not None or redirect is not None) else "http-response"
         resp += _header_edit_lines(kind, response, route_guard)
     if fixed is not None:
@@ -659,4 +681,12 @@ def action_lines(route, actions: Actions, backends: dict, var_backend: str) -> t
             upper += s.weight
             req.append(f"http-request set-var({var_backend}) str({s.backend}) if {guard} {{ var({VAR_PICK}) -m int lt {upper} }}")
     req.append(f"http-request set-var({var_backend}) str({live[-1].backend}) if {guard}")
+    # The picked backend's own header modifiers, after the route's: txn.lay7_be names it now.
+    for s in live:
+        picked = f"{route_guard} {{ var({var_backend}) -m str {s.backend} }}"
+        spec = dict(s.filters)
+        if "request_header_modifier" in spec:
+            req += _header_edit_lines("http-request", spec["request_header_modifier"], picked)
+        if "response_header_modifier" in spec:
+            resp += _header_edit_lines("http-response", spec["response_header_modifier"], picked)
     return req, resp

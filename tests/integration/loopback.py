@@ -9,6 +9,10 @@ With ``tls=True`` the frontend gets a second bind, over TLS, as the haproxy_l7 r
 (``ssl crt ... alpn h2,http/1.1`` in the same frontend, so the same compiled rules serve both;
 ``ssl_fc`` tells them apart), with a self-signed certificate for ``localhost`` generated into
 the working directory; ``request(..., scheme="https")`` trusts exactly that certificate.
+
+The backends echo what reached them (request target and headers, in response headers) and,
+like the Gateway API conformance suite's echo server, add the response headers a request
+names in ``X-Echo-Set-Header`` and wait as long as its ``delay`` query parameter says.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import http.client
 import json
 import os
 import pathlib
+import random
+import re
 import shutil
 import socket
 import ssl
@@ -26,6 +32,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from cryptography import x509
@@ -60,7 +67,11 @@ def _port_block() -> range:
 
 
 _PORTS = _port_block()
-_next_port = 0
+# Where in the block this process starts: two test sessions run at once (by two people on one
+# host) have workers of the same numbers, hence the same blocks; starting both at the block's
+# first port, they would hand out the same ports in the same order, and the one that checks a
+# port free just before the other binds it gets "Address already in use".
+_next_port = random.randrange(len(_PORTS))
 _port_lock = threading.Lock()
 
 
@@ -152,15 +163,33 @@ class _LoopbackHTTPS(http.client.HTTPSConnection):
 # Response headers of NamedBackend: the request target and the request headers it received.
 SEEN_TARGET = "X-Lay7-Seen-Target"
 SEEN_HEADERS = "X-Lay7-Seen-Headers"
+# A request header naming headers NamedBackend adds to its response ("Name:value,Name:value"),
+# as the Gateway API conformance suite's echo server reads it: tests of response header edits
+# need a backend that sends the headers being edited.
+ECHO_SET_HEADER = "X-Echo-Set-Header"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0}
+
+
+def _delay_seconds(target: str) -> float:
+    """The ``delay`` query parameter of ``target`` (a duration: 1s, 500ms), in seconds; 0 without it.
+    The conformance suite's echo server answers that much later, as .../slow/<seconds> does here."""
+    values = urllib.parse.parse_qs(urllib.parse.urlsplit(target).query).get("delay") or [""]
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(values[0]))
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes: with Nagle's algorithm the body then
+    # waits for the ACK of the headers, which the peer delays (40 ms on Linux), so every
+    # request on a kept-alive connection, and a health check on a busy host, took that long.
+    disable_nagle_algorithm = True
 
     def _answer(self) -> None:
         # .../slow/<seconds>: a request that keeps its server session open that long.
         if "/slow/" in self.path:
             time.sleep(float(self.path.rsplit("/slow/", 1)[1]))
+        time.sleep(_delay_seconds(self.path))
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -172,6 +201,10 @@ class _Handler(BaseHTTPRequestHandler):
         # and every header as received, in order (JSON, one response header).
         self.send_header(SEEN_TARGET, self.path)
         self.send_header(SEEN_HEADERS, json.dumps(list(self.headers.items())))
+        for item in (self.headers.get(ECHO_SET_HEADER) or "").split(","):
+            name, sep, value = item.partition(":")
+            if sep and name.strip():
+                self.send_header(name.strip(), value.strip())
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
@@ -220,19 +253,25 @@ class NamedBackend:
 
 
 def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: pathlib.Path, nbthread: int = 1,
-                  fallback_servers: bool = False, fall: int = 1, tls_bind: tuple | None = None) -> str:
+                  fallback_servers: bool = False, fall: int = 1, tls_bind: tuple | None = None,
+                  more_ports: tuple = ()) -> str:
     """A minimal haproxy.cfg around the compiled frontend lines.
 
     ``server_ports`` maps (backend, server) to the loopback port that server listens on.
     With ``fallback_servers``, each backend also gets its fallback's stand-ins (backup
     servers tracking the fallback's servers), as the haproxy_l7 role writes them. ``fall``:
     failed checks before a server is marked down. ``tls_bind``: (port, PEM file) of a second
-    bind, over TLS, in the same frontend. When the compiled table names an
+    bind, over TLS, in the same frontend. ``more_ports``: further plain HTTP binds in the same
+    frontend (for tables whose listeners name more ports). When the compiled table names an
     ``https_redirect_backend``, that backend redirects to https with code 301."""
     lines = [
         "global",
         f"  stats socket {sock} level admin",
         f"  nbthread {nbthread}",
+        # Without it HAProxy binds with SO_REUSEPORT, and a port another test session (whose
+        # workers take ports from the same blocks) is listening on is silently shared: the
+        # kernel spreads the requests over both HAProxies. Then it fails to start instead.
+        "  noreuseport",
         "  log stderr format raw local0 emerg",
         "defaults",
         "  mode http",
@@ -247,6 +286,7 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
     if tls_bind is not None:
         tls_port, pem = tls_bind
         lines.append(f"  bind {LOOPBACK}:{tls_port} ssl crt {pem} alpn h2,http/1.1")
+    lines += [f"  bind {LOOPBACK}:{port}" for port in more_ports]
     lines += [f"  {line}" for line in compiled["frontend"]]
     if compiled.get("https_redirect_backend"):
         # What the haproxy_l7 role's template writes: no server, only the redirect to the
@@ -283,16 +323,21 @@ class HAProxy:
     """Write the config and maps into ``workdir``, validate with ``haproxy -c``, run it."""
 
     def __init__(self, compiled: dict, server_ports: dict, workdir: pathlib.Path, nbthread: int = 1,
-                 fallback_servers: bool = False, fall: int = 1, tls: bool = False):
+                 fallback_servers: bool = False, fall: int = 1, tls: bool = False, ports: tuple | None = None,
+                 more_ports: tuple = ()):
+        """``ports``: (HTTP port, TLS port) chosen beforehand (see free_ports), for a table whose
+        listeners name them; otherwise free ports are taken here. ``more_ports``: further plain
+        HTTP binds (chosen beforehand too), for tables with more listeners."""
         self.workdir = pathlib.Path(workdir)
-        self.port = free_port()
+        self.port = ports[0] if ports else free_port()
+        self.more_ports = tuple(more_ports)
         self.tls_port = None
         self._tls_context = None
         self._tls_session = None
         tls_bind = None
         if tls:
             pem, cert_pem = write_self_signed(self.workdir)
-            self.tls_port = free_port()
+            self.tls_port = ports[1] if ports else free_port()
             self._tls_context = client_context(cert_pem)
             tls_bind = (self.tls_port, pem)
         self.sock = self.workdir / "admin.sock"
@@ -301,7 +346,8 @@ class HAProxy:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(m["content"])
         self.cfg = self.workdir / "haproxy.cfg"
-        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers, fall, tls_bind))
+        self.cfg.write_text(render_config(compiled, server_ports, self.port, self.sock, nbthread, fallback_servers, fall, tls_bind,
+                                          self.more_ports))
         self.proc = None
 
     def check(self) -> str:
@@ -383,21 +429,22 @@ class HAProxy:
         return f"{LOOPBACK}:{self.tls_port if scheme == 'https' else self.port}"
 
     def exchange(self, target: str, host: str | None = None, method: str = "GET", scheme: str = "http",
-                 headers: list | None = None) -> tuple:
+                 headers: list | None = None, port: int | None = None) -> tuple:
         """Send one request with a raw request target over ``scheme`` (``https`` needs
-        ``tls=True``) and extra ``headers`` ((name, value) pairs, sent in order); return
-        (status, headers as an ``http.client.HTTPMessage``, body)."""
+        ``tls=True``) and extra ``headers`` ((name, value) pairs, sent in order), over plain HTTP
+        to ``port`` if given (one of ``more_ports``); return (status, headers as an
+        ``http.client.HTTPMessage``, body)."""
         if scheme == "https":
             if self._tls_context is None:
                 raise ValueError("this HAProxy has no TLS bind (start it with tls=True)")
             conn = _LoopbackHTTPS(self.tls_port, self._tls_context, timeout=5, session=self._tls_session)
         elif scheme == "http":
-            conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=5)
+            conn = http.client.HTTPConnection(LOOPBACK, port or self.port, timeout=5)
         else:
             raise ValueError(f"scheme {scheme!r} is neither http nor https")
         try:
             conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
-            conn.putheader("Host", host or self.wire_host(scheme))
+            conn.putheader("Host", host or (f"{LOOPBACK}:{port}" if port else self.wire_host(scheme)))
             conn.putheader("Connection", "close")
             for name, value in headers or ():
                 conn.putheader(name, value)
@@ -418,17 +465,19 @@ class HAProxy:
 
 
 @contextlib.contextmanager
-def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1, tls: bool = False):
+def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1, tls: bool = False, ports: tuple | None = None,
+            more_ports: tuple = ()):
     """Start one NamedBackend per server (named after its backend) and HAProxy (with a second,
-    TLS bind when ``tls``); always clean up."""
+    TLS bind when ``tls``, and plain binds on ``more_ports``) on ``ports`` if given; always
+    clean up."""
     backends = {}
-    ports = {}
+    server_ports = {}
     for be in compiled["backends"]:
         for srv in be["servers"]:
             nb = NamedBackend(be["name"])
             backends[(be["name"], srv["name"])] = nb
-            ports[(be["name"], srv["name"])] = nb.port
-    proxy = HAProxy(compiled, ports, workdir, nbthread=nbthread, tls=tls)
+            server_ports[(be["name"], srv["name"])] = nb.port
+    proxy = HAProxy(compiled, server_ports, workdir, nbthread=nbthread, tls=tls, ports=ports, more_ports=more_ports)
     try:
         for nb in backends.values():
             nb.start()

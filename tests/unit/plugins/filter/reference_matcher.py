@@ -23,7 +23,9 @@ A backend name never holds ':', so the redirect and fixed outcomes never look li
 ``notfound`` is a legal backend name, though, so tests must not give a backend that name.
 
 Besides the outcome, :func:`rewrite_effects` says what a ``url_rewrite`` filter does to the
-request, and :func:`header_edits` what a header modifier does to a header list.
+request, :func:`header_edits` what a header modifier does to a header list, and
+:func:`backend_filter` which header modifiers an entry of a weighted split adds (Gateway API's
+filters on a backendRef) when the split picks it.
 """
 
 from __future__ import annotations
@@ -469,6 +471,27 @@ def header_edits(headers: list, modifier: dict) -> list:
     for name in modifier.get("remove") or []:
         result = [(n, v) for n, v in result if n.lower() != name.lower()]
     return result
+
+
+def backend_filter(route: dict, backend: str | None, kind: str) -> dict | None:
+    """The ``kind`` filter (``request_header_modifier`` or ``response_header_modifier``) of the
+    entry named ``backend`` in the route's weighted ``backends``, or None (no such filter, no
+    such entry, no split, or ``backend`` None).
+
+    ``backend`` is the entry the split picked, as :func:`pick_weighted` returns it: before
+    fallback, so a fallback answering for it changes nothing (the picked entry's filters still
+    apply, and the fallback's own entry, if it has one, does not count), and never a weight-0
+    entry, whose filters therefore never apply. The entry's modifiers apply after the route's
+    own filters: the request the backend receives is the route's ``request_header_modifier``
+    and ``url_rewrite`` (:func:`header_edits`, :func:`rewrite_effects`), then this one's
+    ``request_header_modifier``; the response is the route's ``response_header_modifier``,
+    then this one's ``response_header_modifier``."""
+    if backend is None:
+        return None
+    for entry in route.get("backends") or []:
+        if entry["name"] == backend:
+            return next((f for f in entry.get("filters") or [] if f.get("type") == kind), None)
+    return None
 
 
 def redirect_location(target: str, host_header: str, https_port: int = 443) -> str:

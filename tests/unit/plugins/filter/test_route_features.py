@@ -1328,3 +1328,342 @@ def test_listener_routes_stay_rules_in_the_map_form_and_the_guard_is_emitted_onc
     ]
     assert compiled["listeners"][2] == {"name": "admin", "port": 8443, "hostnames": ["admin.example.com", "*.ops.example.com"],
                                         "tls": False, "builtin": False}
+
+
+# ------------------------------------------------------------ filters of a split's entries
+
+# Gateway API's filters on a backendRef: header modifiers on an entry of a weighted split,
+# applied after the route's own filters and only when the split picks that entry.
+
+
+def _rhm(**ops) -> dict:
+    return _f("request_header_modifier", **ops)
+
+
+def _xhm(**ops) -> dict:
+    return _f("response_header_modifier", **ops)
+
+
+def _hv(name: str, value: str) -> dict:
+    return {"name": name, "value": value}
+
+
+BF_BACKENDS = backends_named("main", "a", "b", "c", "z")
+BF_BACKENDS["a"]["fallback"] = "c"
+BF_BACKENDS["b"]["persistence"] = "cookie"
+BF_BACKENDS["z"]["persistence"] = "cookie"
+# The route's own edits and each entry's touch the same headers, so the order shows: the
+# entry's come last.
+BF_ROUTE = {
+    "name": "w", "path": "/w",
+    "filters": [_rhm(set=[_hv("X-Both", "route"), _hv("X-Route", "r")], remove=["X-Gone"]),
+                _xhm(set=[_hv("X-Resp", "route")], add=[_hv("X-Trail", "route")])],
+    "backends": [
+        {"name": "a", "weight": 2, "filters": [
+            _rhm(set=[_hv("X-Both", "a")], add=[_hv("X-Gone", "back")]),
+            _xhm(set=[_hv("X-Resp", "a")], add=[_hv("X-Picked", "a")])]},
+        # Only a response modifier; listed before the request one.
+        {"name": "b", "weight": 1, "filters": [_xhm(remove=["X-Trail", "Server"]), _rhm(remove=["X-Route"])]},
+        {"name": "c", "weight": 1},
+        {"name": "z", "weight": 0, "filters": [_rhm(set=[_hv("X-Zero", "z")]), _xhm(set=[_hv("X-Zero", "z")])]},
+    ],
+}
+BF_SENT = [("X-Gone", "1"), ("X-Both", "client"), ("X-Keep", "k")]
+
+
+def _bf_request(route: dict, picked: str | None, target: str, host, headers: list) -> tuple:
+    """(target, headers) the backend receives from the reference: the route's own edits, then
+    the picked entry's request_header_modifier."""
+    new_target, sent = _expected_request(route, target, host, headers)
+    modifier = ref.backend_filter(route, picked, "request_header_modifier")
+    return new_target, ref.header_edits(sent, modifier) if modifier is not None else sent
+
+
+def _bf_response(route: dict, picked: str | None) -> list:
+    """RESPONSE after the route's response_header_modifier, then the picked entry's."""
+    out = RESPONSE
+    for modifier in (_filter(route, "response_header_modifier"),
+                     ref.backend_filter(route, picked, "response_header_modifier")):
+        if modifier is not None:
+            out = ref.header_edits(out, modifier)
+    return out
+
+
+def _check_bf(route: dict, target: str, expected: str, drawn: int, backends=BF_BACKENDS, up=None, cookies=None,
+              headers=BF_SENT, host="h") -> str:
+    """Check outcome, request and response edits of one request to the split route in the
+    reference and both forms; return the entry the split picked."""
+    pick = lambda total: drawn  # noqa: E731
+    results = check([route], target, expected, backends, headers=headers, host=host, up=up, pick=pick, cookies=cookies)
+    picked = ref.pick_weighted(route["backends"], backends, cookies, pick)
+    want_target, want_headers = _bf_request(route, picked, target, host, list(headers) + cookie_header(cookies))
+    for mode, res in results.items():
+        assert res.target == want_target, (mode, res.target, want_target)
+        assert _split_host(res.headers) == _split_host(want_headers), (mode, res.headers, want_headers)
+        assert _haproxy_edits(RESPONSE, res.response_edits) == _bf_response(route, picked), (mode, res.response_edits)
+    return picked
+
+
+def test_the_picked_entrys_header_modifiers_apply_after_the_routes_own():
+    # Weights a 2, b 1, c 1 (z 0): draws 0-1 pick a, 2 b, 3 c.
+    assert [_check_bf(BF_ROUTE, "/w/x", want, drawn) for drawn, want in enumerate("aabc")] == list("aabc")
+    # Spelled out for a: its set wins over the route's, its add brings back what the route removed.
+    res = check([BF_ROUTE], "/w", "a", BF_BACKENDS, headers=BF_SENT, pick=lambda total: 1)["acl"]
+    assert [(n, v) for n, v in res.headers if n.lower().startswith("x-")] == [
+        ("X-Keep", "k"), ("X-Route", "r"), ("X-Both", "a"), ("X-Gone", "back")]
+    assert _haproxy_edits(RESPONSE, res.response_edits) == [
+        ("Server", "s"), ("Set-Cookie", "a=1"), ("X-Trail", "route"), ("X-Resp", "a"), ("X-Picked", "a")]
+    # b removes the header the route set and the response header the route added.
+    res = check([BF_ROUTE], "/w", "b", BF_BACKENDS, headers=BF_SENT, pick=lambda total: 2)["map"]
+    assert [(n, v) for n, v in res.headers if n.lower().startswith("x-")] == [("X-Keep", "k"), ("X-Both", "route")]
+    assert _haproxy_edits(RESPONSE, res.response_edits) == [("Set-Cookie", "a=1"), ("X-Resp", "route")]
+    # c has no filters of its own: the route's alone.
+    res = check([BF_ROUTE], "/w", "c", BF_BACKENDS, headers=BF_SENT, pick=lambda total: 3)["acl"]
+    assert _haproxy_edits(RESPONSE, res.response_edits) == ref.header_edits(RESPONSE, BF_ROUTE["filters"][1])
+
+
+def test_the_fallback_does_not_change_whose_filters_applied():
+    # a is down: its fallback c answers, with a's edits (c's entry has none; were it to have
+    # some, they would not apply either).
+    up = set(BF_BACKENDS) - {"a"}
+    assert _check_bf(BF_ROUTE, "/w", "c", 0, up=up) == "a"
+    route = dict(BF_ROUTE, backends=[dict(BF_ROUTE["backends"][0]),
+                                     {"name": "c", "weight": 1, "filters": [_rhm(set=[_hv("X-C", "c")])]}])
+    assert _check_bf(route, "/w", "c", 0, up=up) == "a"
+    res = check([route], "/w", "c", BF_BACKENDS, up=up, pick=lambda total: 0)["map"]
+    assert ("X-C", "c") not in res.headers and ("X-Both", "a") in res.headers
+    # Picked and down without a fallback: HAProxy answers 503 itself, skipping the http-response
+    # edits (the simulator lists them all the same); the request edits are made as for a.
+    assert _check_bf(BF_ROUTE, "/w", "b", 2, up=up - {"b"}) == "b"
+
+
+def test_a_cookie_that_keeps_the_client_in_an_entry_brings_its_filters():
+    # b has cookie persistence: its cookie wins over a draw pointing at a.
+    assert _check_bf(BF_ROUTE, "/w", "b", 0, cookies={"LAY7_B": "1"}) == "b"
+    # z's cookie pins nothing (weight 0), so neither do z's filters.
+    assert _check_bf(BF_ROUTE, "/w", "a", 0, cookies={"LAY7_Z": "1"}) == "a"
+
+
+def test_a_weight_0_entrys_filters_never_apply():
+    lines = compile_routes([BF_ROUTE], BF_BACKENDS, "main", mode="acl")["frontend"]
+    assert not any("X-Zero" in line for line in lines)
+    for drawn in range(4):
+        for res in check([BF_ROUTE], "/w", "aabc"[drawn], BF_BACKENDS, pick=lambda total, d=drawn: d,
+                         cookies={"LAY7_Z": "1"}).values():
+            assert "X-Zero" not in {n for n, _v in res.headers} | {n for _op, n, _v in res.response_edits}
+    # Only one live entry: no pick, its filters still apply.
+    solo = dict(BF_ROUTE, filters=[], backends=[BF_ROUTE["backends"][3], dict(BF_ROUTE["backends"][0], weight=5)])
+    assert not any("lay7_pick" in line for line in compile_routes([solo], BF_BACKENDS, "main")["frontend"])
+    assert _check_bf(solo, "/w", "a", 0) == "a"
+    # Every weight 0: the route answers 500 itself, untouched by any entry's filters.
+    dead = dict(solo, backends=[dict(e, weight=0) for e in solo["backends"]])
+    for res in check([dead], "/w", "fixed:500", BF_BACKENDS).values():
+        assert res.response_edits == []
+
+
+def test_an_entrys_filters_belong_to_its_route_not_to_its_backend():
+    # Other routes to the same backends, with and without actions, see none of w's entry filters.
+    routes = [BF_ROUTE,
+              {"name": "direct", "path": "/d", "backend": "a"},
+              {"name": "timed", "path": "/t", "backend": "z", "timeouts": {"backend": "1s"}},
+              {"name": "other", "path": "/o", "backends": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]},
+              {"name": "edits", "path": "/e", "backend": "b", "filters": [_xhm(add=[_hv("X-E", "e")])]}]
+    for target, expected in (("/d", "a"), ("/t", "z"), ("/o", "a"), ("/e", "b")):
+        for mode, res in check(routes, target, expected, BF_BACKENDS, headers=BF_SENT).items():
+            assert [(n, v) for n, v in res.headers if n != "Host"] == BF_SENT, (mode, target, res.headers)
+            assert [n for _op, n, _v in res.response_edits] == (["X-E"] if target == "/e" else []), (mode, target)
+    assert _check_bf(BF_ROUTE, "/w", "a", 0) == "a"
+
+
+def test_entry_filter_lines_follow_the_pick():
+    route = {"name": "w", "path": "/", "backends": [
+        {"name": "a", "weight": 1, "filters": [_rhm(set=[_hv("X-Backend", "a")]), _xhm(add=[_hv("X-Picked", "a 100%")])]},
+        {"name": "b", "weight": 1, "filters": [_rhm(remove=["X-Drop"])]},
+    ]}
+    guard = "{ var(txn.lay7_be) -m str @w }"
+    lines = [line for line in compile_routes([route], BE, "main", mode="acl")["frontend"]
+             if "@w" in line or "(txn.lay7_route)" in line]
+    assert lines == [
+        "http-request set-var(txn.lay7_hit) str(0:@w) if !{ var(txn.lay7_hit) -m found } route_w_path",
+        # Marked before the split replaces @w with the backend it picks.
+        f"http-request set-var(txn.lay7_route) str(w) if {guard}",
+        f"http-request set-var(txn.lay7_pick) rand(2) if {guard}",
+        f"http-request set-var(txn.lay7_be) str(a) if {guard} {{ var(txn.lay7_pick) -m int lt 1 }}",
+        f"http-request set-var(txn.lay7_be) str(b) if {guard}",
+        "http-request set-header X-Backend a if { var(txn.lay7_route) -m str w } { var(txn.lay7_be) -m str a }",
+        "http-request del-header X-Drop if { var(txn.lay7_route) -m str w } { var(txn.lay7_be) -m str b }",
+        "http-response add-header X-Picked 'a 100%%' if { var(txn.lay7_route) -m str w } { var(txn.lay7_be) -m str a }",
+    ]
+    # Both forms emit the same action lines.
+    mapped = compile_routes([route], BE, "main", mode="map")["frontend"]
+    assert [line for line in mapped if "(txn.lay7_route)" in line] == lines[1:2] + lines[5:]
+    # A split without entry filters (and no response modifier) marks no route, as before.
+    plain = {"name": "w", "path": "/", "backends": SPLIT_AB}
+    assert not any("(txn.lay7_route)" in line for line in compile_routes([plain], BE, "main")["frontend"])
+
+
+def test_compiled_routes_show_each_entrys_filters():
+    compiled = compile_routes([BF_ROUTE, {"name": "p", "path": "/p", "backends": SPLIT_AB}], BF_BACKENDS, "main")
+    routes = {r["name"]: r for r in compiled["routes"]}
+    assert routes["p"]["backends"] == [{"name": "a", "weight": 1, "filters": []}, {"name": "b", "weight": 1, "filters": []}]
+    assert routes["w"]["backends"] == [
+        {"name": "a", "weight": 2, "filters": [
+            {"type": "request_header_modifier", "set": [["X-Both", "a"]], "add": [["X-Gone", "back"]], "remove": []},
+            {"type": "response_header_modifier", "set": [["X-Resp", "a"]], "add": [["X-Picked", "a"]], "remove": []}]},
+        # In type order, whatever the order given.
+        {"name": "b", "weight": 1, "filters": [
+            {"type": "request_header_modifier", "set": [], "add": [], "remove": ["X-Route"]},
+            {"type": "response_header_modifier", "set": [], "add": [], "remove": ["X-Trail", "Server"]}]},
+        {"name": "c", "weight": 1, "filters": []},
+        # Kept in the compiled table though it never applies.
+        {"name": "z", "weight": 0, "filters": [
+            {"type": "request_header_modifier", "set": [["X-Zero", "z"]], "add": [], "remove": []},
+            {"type": "response_header_modifier", "set": [["X-Zero", "z"]], "add": [], "remove": []}]},
+    ]
+    # The route's own filters are unchanged by its entries'.
+    assert [f["type"] for f in routes["w"]["filters"]] == ["request_header_modifier", "response_header_modifier"]
+
+
+def test_random_split_entry_filters_agree_across_reference_acl_and_map():
+    rng = random.Random(20260704)
+    checked = edited = responses = fell_back = 0
+    for _table in range(150):
+        backends = _random_backends(rng)
+        routes = []
+        for i in range(rng.randint(1, 4)):
+            route = {"name": f"s{i}", "path": rng.choice(["/", "/a", "/a/b", "/b"])}
+            if rng.random() < 0.4:
+                route["headers"] = _conditions(rng, HEADER_CONDITIONS)
+            entries = []
+            for name in rng.sample(BACKEND_NAMES, rng.randint(1, 3)):
+                entry = {"name": name, "weight": rng.choice([0, 1, 1, 3])}
+                filters = [_modifier(rng, kind) for kind in ("request_header_modifier", "response_header_modifier")
+                           if rng.random() < 0.6]
+                if filters:
+                    entry["filters"] = rng.sample(filters, len(filters))
+                entries.append(entry)
+            route["backends"] = entries
+            own = [_modifier(rng, kind) for kind in ("request_header_modifier", "response_header_modifier")
+                   if rng.random() < 0.4]
+            if rng.random() < 0.3:
+                own.append({"type": "url_rewrite", "host": "internal.example.com"})
+            if own:
+                route["filters"] = own
+            routes.append(route)
+        try:
+            fes = frontends(routes, backends)
+        except AnsibleFilterError as exc:
+            assert "shadowed" in str(exc) or "duplicates" in str(exc), (exc, routes)
+            continue
+        cookie_names = sorted({ref.persistence_cookie(n, b) for n, b in backends.items()} - {None}) + ["OTHER"]
+        for _request in range(20):
+            target = rng.choice(PATHS) + rng.choice(["", "?v=2"])
+            host = rng.choice(HOSTS)
+            up = {n for n in backends if rng.random() < 0.8}
+            cookies = {n: "1" for n in rng.sample(cookie_names, rng.randint(0, min(2, len(cookie_names))))}
+            headers = rng.sample(REQUEST_HEADERS, rng.randint(0, 4)) + cookie_header(cookies)
+            drawn = rng.random()
+
+            def pick(total, drawn=drawn):
+                return int(drawn * total)
+
+            want = ref.choose_backend(routes, backends, "main", target, host, "GET", up, "http", headers, pick=pick,
+                                      cookies=cookies)
+            route = ref.select_route(routes, target, host, "GET", "http", headers)
+            picked = ref.pick_weighted(route["backends"], backends, cookies, pick) if route is not None else None
+            context = (routes, backends, target, host, headers, sorted(up), drawn)
+            for mode, fe in fes.items():
+                res = fe.run(target, host, "GET", up, "http", headers=headers, pick=pick)
+                assert res.outcome == want, (mode, res.outcome, want, context)
+                if route is None or not _is_backend(want):
+                    continue
+                want_target, want_headers = _bf_request(route, picked, target, host, headers)
+                assert res.target == want_target, (mode, context)
+                assert _split_host(res.headers) == _split_host(want_headers), (mode, res.headers, want_headers, context)
+                if want in up:
+                    assert _haproxy_edits(RESPONSE, res.response_edits) == _bf_response(route, picked), (
+                        mode, res.response_edits, context)
+            if route is not None and _is_backend(want):
+                checked += 1
+                edited += ref.backend_filter(route, picked, "request_header_modifier") is not None
+                responses += want in up and ref.backend_filter(route, picked, "response_header_modifier") is not None
+                fell_back += want != picked
+    # The generator reaches each case often enough to mean something (1086, 616, 551, 55 with this seed).
+    assert checked > 800 and min(edited, responses) > 300 and fell_back > 30, (checked, edited, responses, fell_back)
+
+
+BFR = R + r"backends\[1\]: filters\[1\]"
+BF_VALIDATION_CASES = [
+    ("x", R + r"backends\[1\]: filters must be a list of \{type: \.\.\.\} mappings, got 'x'"),
+    ({"type": "request_header_modifier"}, R + r"backends\[1\]: filters must be a list .*, got \{'type': "),
+    ([_rhm(remove=["X-A"]), "request_header_modifier"],
+     BFR + r": a backend's filter is one of request_header_modifier, response_header_modifier \(the route's filters "
+           r"hold the others\), got 'request_header_modifier'"),
+    ([_rhm(remove=["X-A"]), _f("url_rewrite", host="x.example.com")], BFR + r": a backend's filter is one of .* got 'url_rewrite'"),
+    ([_rhm(remove=["X-A"]), _f("request_redirect")], BFR + r": a backend's filter is one of .* got 'request_redirect'"),
+    ([_rhm(remove=["X-A"]), _f("fixed_response")], BFR + r": a backend's filter is one of .* got 'fixed_response'"),
+    ([_rhm(remove=["X-A"]), _f("RequestHeaderModifier")], BFR + r": a backend's filter is one of .* got 'RequestHeaderModifier'"),
+    ([_rhm(remove=["X-A"]), {"set": []}], BFR + r": a backend's filter is one of .* got None"),
+    ([_rhm(remove=["X-A"]), _rhm(remove=["X-B"])], BFR + r": a second request_header_modifier; give each filter type once"),
+    ([_xhm(remove=["X-A"]), _xhm(set=[_hv("X-B", "1")])], BFR + r": a second response_header_modifier"),
+    ([_rhm(remove=["X-A"]), _xhm(sett=[])], BFR + r" \(response_header_modifier\): unknown key 'sett' \(did you mean 'set'\?\)"),
+    ([_rhm(remove=["X-A"]), _rhm()], BFR + r" \(request_header_modifier\): set, add or remove must list at least one header"),
+    ([_xhm(remove=["X-A"]), _rhm(set="X-A")], BFR + r" \(request_header_modifier\): set must be a list, got 'X-A'"),
+    ([_xhm(remove=["X-A"]), _rhm(set=["X-A"])],
+     BFR + r" \(request_header_modifier\): set\[0\]: expected a mapping with name and value, got 'X-A'"),
+    ([_xhm(remove=["X-A"]), _rhm(set=[_hv("X A", "1")])], BFR + r" \(request_header_modifier\): set\[0\]: 'X A' is not a header name"),
+    ([_xhm(remove=["X-A"]), _rhm(add=[_hv("X-A", "a\r\nX-Evil: 1")])],
+     BFR + r" \(request_header_modifier\): add\[0\]: value 'a\\r\\nX-Evil: 1' contains control or non-ASCII characters"),
+    ([_xhm(remove=["X-A"]), _rhm(add=[_hv("X-A", 5)])],
+     BFR + r" \(request_header_modifier\): add\[0\]: value 5 must be a string, got a number"),
+    ([_xhm(remove=["X-A"]), _rhm(add=[{"name": "X-A"}])], BFR + r" \(request_header_modifier\): add\[0\]: value is required"),
+    ([_xhm(remove=["X-A"]), _rhm(remove=["Host"])],
+     BFR + r" \(request_header_modifier\): remove\[0\]: the Host header is changed with a url_rewrite filter's host"),
+    ([_rhm(remove=["X-A"]), _xhm(remove=["Content-Length"])],
+     BFR + r" \(response_header_modifier\): remove\[0\]: Content-Length frames the HTTP message"),
+    ([_rhm(remove=["X-A"]), _xhm(set=[_hv("X-A", "1")], remove=["x-a"])],
+     BFR + r" \(response_header_modifier\): header 'x-a' appears in set and remove; give each header one operation"),
+]
+
+
+@pytest.mark.parametrize(("filters", "message"), BF_VALIDATION_CASES)
+def test_entry_filter_errors_name_the_route_the_entry_the_filter_and_the_value(filters, message):
+    route = _route(backend=None, backends=[{"name": "a", "weight": 1}, {"name": "b", "weight": 0, "filters": filters}])
+    with pytest.raises(AnsibleFilterError, match=message) as err:
+        compile_routes([route], BE, "main")
+    assert len(str(err.value)) < 600
+    # Refused whatever the entry's weight, and the route's own filters do not change that.
+    route["backends"][1]["weight"] = 5
+    route["filters"] = [_rhm(remove=["X-Z"])]
+    with pytest.raises(AnsibleFilterError, match=message):
+        compile_routes([route], BE, "main")
+
+
+BF_HOSTILE_SLOTS = {
+    "filters": lambda v: {"name": "a", "filters": v},
+    "filters[0]": lambda v: {"name": "a", "filters": [v]},
+    "filters[0].type": lambda v: {"name": "a", "filters": [{"type": v, "remove": ["X-A"]}]},
+    "set": lambda v: {"name": "a", "filters": [_rhm(set=v)]},
+    "set[0].name": lambda v: {"name": "a", "filters": [_xhm(set=[{"name": v, "value": "1"}])]},
+    "set[0].value": lambda v: {"name": "a", "filters": [_xhm(set=[{"name": "X-A", "value": v}])]},
+    "add[0].value": lambda v: {"name": "a", "filters": [_rhm(add=[{"name": "X-A", "value": v}])]},
+    "remove[0]": lambda v: {"name": "a", "filters": [_rhm(remove=[v])]},
+}
+
+
+def test_hostile_entry_filter_values_are_refused_by_name_or_compile_to_lines_the_simulator_reads():
+    accepted = 0
+    for slot, make in BF_HOSTILE_SLOTS.items():
+        for value in HOSTILE:
+            route = _route(backend=None, backends=[make(value), {"name": "b", "weight": 1}])
+            try:
+                fes = frontends([route], BE)
+            except AnsibleFilterError as exc:
+                assert str(exc).startswith("route 'bad' (index 0): backends[0]: filters"), (slot, exc)
+                assert len(str(exc)) < 600, (slot, len(str(exc)))
+                continue
+            accepted += 1
+            for fe in fes.values():
+                res = fe.run("/p", "h", headers=[("X-A", "1")], up=set(BE), pick=lambda total: 0)
+                assert res.outcome == "a"
+    assert accepted > 5  # '%', quotes, '$' and '-i' are fine as values
