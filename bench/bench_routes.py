@@ -22,6 +22,13 @@ Two more measurements go to bench/results/routes-compile.json (``--only compile,
   which the map form keeps in host maps, a realistic mix and the issue's mix of methods,
   regexes, exact and wildcard hosts).
 
+One more goes to bench/results/routes-headers.json (``--only headers``): HAProxy's CPU per
+request for 5,000 routes of which 500 match a header (``X-Tenant``, inside the path of a plain
+route), in the map form, where those 500 stay HAProxy rules evaluated on every request, next to
+the same 5,000 routes without the header matches (all map keys); the acl form of either table
+is recorded as refused when it passes MAX_FRONTEND_LINES. Request kinds: a miss, a hit on a plain
+route and a hit on a header route (the header sent).
+
 Only loopback is used. Run: ``make bench`` or ``python bench/bench_routes.py``.
 """
 
@@ -44,6 +51,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "routes.json"
 COMPILE_RESULTS = ROOT / "bench" / "results" / "routes-compile.json"
+HEADERS_RESULTS = ROOT / "bench" / "results" / "routes-headers.json"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 TASKSET = shutil.which("taskset")
@@ -333,10 +341,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def wrk(url: str, seconds: int, connections: int, haproxy_pid: int) -> dict:
+def wrk(url: str, seconds: int, connections: int, haproxy_pid: int, headers: tuple = ()) -> dict:
+    """``headers``: "Name: value" lines wrk adds to every request."""
     cpu_before = cpu_seconds(haproxy_pid)
+    extra = [arg for header in headers for arg in ("-H", header)]
     out = subprocess.run(
-        pinned([WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url], 1),
+        pinned([WRK, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *extra, url], 1),
         capture_output=True,
         text=True,
         timeout=seconds + 30,
@@ -375,37 +385,15 @@ def measure(routes_mod, n: int, form: str, seconds: int, connections: int, workd
     finally:
         routes_mod.MAX_FRONTEND_LINES = limit
     accepted = len(compiled["frontend"]) <= limit
-    for m in compiled["maps"]:
-        path = pathlib.Path(m["path"])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(m["content"])
-    port = free_port()
-    cfg = workdir / "haproxy.cfg"
-    cfg.write_text(render(compiled, port))
-    t0 = time.monotonic()
-    subprocess.run([HAPROXY, "-c", "-q", "-f", str(cfg)], check=True, timeout=120)
-    check_s = time.monotonic() - t0
-    proc = subprocess.Popen(pinned([HAPROXY, "-db", "-f", str(cfg)], 0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg, port, check_s = write_config(compiled, workdir)
+    proc = start_haproxy(cfg, port)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection((LOOPBACK, port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("haproxy did not start") from None
-                time.sleep(0.02)
         last = compiled["routes"][-1]  # lowest precedence: the last rule the ACL form reaches
         hit_path = last["path"] + ("/x" if last["match"] == "prefix" else "")
         results = []
         for kind, path in (("miss", "/nothing/here"), ("hit", hit_path)):
             expected = "main" if kind == "miss" else last["backend"]
-            body = subprocess.run(
-                ["curl", "-s", f"http://{LOOPBACK}:{port}{path}"], capture_output=True, text=True, timeout=10
-            ).stdout
-            if body != expected:
-                raise RuntimeError(f"{form}/{n}: {path} answered {body!r}, expected {expected!r}")
+            check_routed(port, path, (), expected, f"{form}/{n}")
             res = wrk(f"http://{LOOPBACK}:{port}{path}", seconds, connections, proc.pid)
             res.update({"routes": n, "form": form, "request": kind, "path": path, "config_check_s": round(check_s, 3),
                         "accepted_by_compiler": accepted})
@@ -418,12 +406,181 @@ def measure(routes_mod, n: int, form: str, seconds: int, connections: int, workd
             )
         return results
     finally:
-        proc.terminate()
+        stop_haproxy(proc)
+
+
+def write_config(compiled: dict, workdir: pathlib.Path) -> tuple:
+    """Write the maps and haproxy.cfg of a compiled table; (cfg path, port, haproxy -c seconds)."""
+    for m in compiled["maps"]:
+        path = pathlib.Path(m["path"])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(m["content"])
+    port = free_port()
+    cfg = workdir / "haproxy.cfg"
+    cfg.write_text(render(compiled, port))
+    t0 = time.monotonic()
+    subprocess.run([HAPROXY, "-c", "-q", "-f", str(cfg)], check=True, timeout=120)
+    return cfg, port, time.monotonic() - t0
+
+
+def start_haproxy(cfg: pathlib.Path, port: int) -> subprocess.Popen:
+    """HAProxy on its pinned CPU, returned once it accepts connections."""
+    proc = subprocess.Popen(pinned([HAPROXY, "-db", "-f", str(cfg)], 0), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while True:
         try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            socket.create_connection((LOOPBACK, port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                stop_haproxy(proc)
+                raise RuntimeError("haproxy did not start") from None
+            time.sleep(0.02)
+
+
+def stop_haproxy(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+def check_routed(port: int, path: str, headers: tuple, expected: str, where: str) -> None:
+    """Every backend answers its own name: a request measured must reach the backend the
+    table says, or the numbers would be those of another route."""
+    cmd = ["curl", "-s", *[arg for header in headers for arg in ("-H", header)], f"http://{LOOPBACK}:{port}{path}"]
+    body = subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+    if body != expected:
+        raise RuntimeError(f"{where}: {path} {list(headers)} answered {body!r}, expected {expected!r}")
+
+
+def header_table(n_plain: int, n_header: int, with_headers: bool = True) -> tuple:
+    """``n_plain`` plain prefix routes /svc<i> and ``n_header`` routes on /svc<k>/tenant (k = j
+    times n_plain // n_header), inside a plain route's prefix, each for the tenant whose X-Tenant
+    header is t<j> (exact; one in ten a regex that also takes a region suffix, t<j>-eu). A request
+    on /svc<k>/tenant/... without the header goes to the plain route /svc<k>, so in the map form
+    the header routes must be tried after the map lookup and win over its result.
+    ``with_headers=False``: the same routes without the header match, all plain prefixes (the
+    comparison: what the headers cost)."""
+    if not 10 <= n_header <= n_plain:
+        raise ValueError("every header route lies inside a plain route, and the requests need 10 tenants: 10 <= header routes <= plain routes")
+    stride = n_plain // n_header
+    backends = table(0)[1]
+    routes = [{"name": f"p{i}", "path": f"/svc{i}", "backend": f"pool{i % 8}"} for i in range(n_plain)]
+    for j in range(n_header):
+        # Another pool than the plain route around it, so the routing check tells them apart.
+        route = {"name": f"t{j}", "path": f"/svc{stride * j}/tenant", "backend": f"pool{(stride * j + 1) % 8}"}
+        if with_headers:
+            if j % 10 == 5:
+                route["headers"] = [{"name": "X-Tenant", "value": f"t{j}(-[a-z]+)?", "match": "regex"}]
+            else:
+                route["headers"] = [{"name": "X-Tenant", "value": f"t{j}"}]
+        routes.append(route)
+    return routes, backends
+
+
+def header_requests(n_plain: int, n_header: int, with_headers: bool) -> list:
+    """(kind, path, headers, expected backend) for header_table: the three kinds measured,
+    then requests only checked (a regex tenant, the header name in lower case, a wrong
+    tenant). All go to the last tenant's path, /svc<k>/tenant/x; the same requests are sent to
+    both tables."""
+    stride = n_plain // n_header
+    j = n_header - 1
+    if j % 10 == 5:  # the measured header hit is an exact match, the common case
+        j -= 1
+    plain_backend, tenant_backend = f"pool{stride * j % 8}", f"pool{(stride * j + 1) % 8}"
+    rx = j - (j - 5) % 10  # the last regex tenant at or before j
+    path, rx_path = f"/svc{stride * j}/tenant/x", f"/svc{stride * rx}/tenant/x"
+    return [
+        ("miss", "/nothing/here", (), "main"),
+        ("plain", path, (), plain_backend if with_headers else tenant_backend),
+        ("header", path, (f"X-Tenant: t{j}",), tenant_backend),
+        # Both tables send /svc<k>/tenant/... to the tenant's pool when the header matches.
+        (None, rx_path, (f"X-Tenant: t{rx}-eu",), f"pool{(stride * rx + 1) % 8}"),
+        (None, rx_path, (f"x-tenant: t{rx}",), f"pool{(stride * rx + 1) % 8}"),
+        (None, path, (f"X-Tenant: t{j - 1}",), plain_backend if with_headers else tenant_backend),
+    ]
+
+
+def measure_headers(routes_mod, n_plain: int, n_header: int, seconds: int, connections: int, repeat: int,
+                    workdir: pathlib.Path) -> dict:
+    """CPU per request of header_table in the map form, with and without the header matches,
+    median of ``repeat`` runs; the acl form is measured only if the compiler accepts it."""
+    variants = [("headers", True), ("no headers", False)]
+    refused, compiled_by, runs = [], {}, []
+    for label, with_headers in variants:
+        routes, backends = header_table(n_plain, n_header, with_headers)
+        for form in ("map", "acl"):
+            sub = workdir / f"{label.replace(' ', '-')}-{form}"
+            start = time.perf_counter()
+            try:
+                compiled = routes_mod.compile_routes(routes, backends, "main", map_dir=str(sub / "maps"), mode=form)
+            except Exception as exc:  # noqa: BLE001 - a refusal is a result here
+                ordered, norm = routes_mod.normalise(routes, backends, "main")
+                if form == "acl":
+                    lines = routes_mod.emit_acl(ordered, norm, "main")
+                else:  # too many header routes: the rules alone pass the limit
+                    lines = routes_mod.emit_map(ordered, norm, "main", str(sub / "maps"))[0]
+                refused.append({"table": label, "form": form, "frontend_lines": len(lines),
+                                "max_frontend_lines": routes_mod.MAX_FRONTEND_LINES, "refused": str(exc)})
+                print(f"headers {label:<10} {form}: refused ({refused[-1]['frontend_lines']} frontend lines)", flush=True)
+                continue
+            compile_s = time.perf_counter() - start
+            compiled_by[(label, form)] = (compiled, compile_s, with_headers)
+    for rep in range(repeat):
+        for (label, form), (compiled, _compile_s, with_headers) in compiled_by.items():
+            sub = workdir / f"{label.replace(' ', '-')}-{form}"
+            sub.mkdir(exist_ok=True)
+            cfg, port, check_s = write_config(compiled, sub)
+            proc = start_haproxy(cfg, port)
+            try:
+                requests = header_requests(n_plain, n_header, with_headers)
+                for _kind, path, headers, expected in requests:
+                    check_routed(port, path, headers, expected, f"{label}/{form}")
+                for kind, path, headers, _expected in requests:
+                    if kind is None:
+                        continue
+                    res = wrk(f"http://{LOOPBACK}:{port}{path}", seconds, connections, proc.pid, headers)
+                    res.update({"table": label, "form": form, "request": kind, "run": rep, "config_check_s": check_s})
+                    runs.append(res)
+                    print(f"headers {label:<10} {form}  {kind:<6}  {res['rps']:>9.0f} req/s  "
+                          f"cpu {res['cpu_us_per_request']:>6.2f} us/req  haproxy -c {check_s:.3f} s", flush=True)
+            finally:
+                stop_haproxy(proc)
+    results = []
+    for (label, form), (compiled, compile_s, with_headers) in compiled_by.items():
+        for kind, path, headers, expected in header_requests(n_plain, n_header, with_headers):
+            pts = [r for r in runs if (r["table"], r["form"], r["request"]) == (label, form, kind)]
+            if kind is None or not pts:
+                continue
+            cpu_us = statistics.median(p["cpu_us_per_request"] for p in pts)
+            checks = {p["run"]: p["config_check_s"] for p in pts}  # one haproxy -c per run
+            results.append({
+                "table": label,
+                "form": form,
+                "request": kind,
+                "path": path,
+                "headers": list(headers),
+                "backend": expected,
+                # 1e6 / the median CPU per request: requests one HAProxy CPU-second serves
+                "requests_per_cpu_second": round(1e6 / cpu_us),
+                "cpu_us_per_request": round(cpu_us, 3),
+                "cpu_us_runs": [p["cpu_us_per_request"] for p in pts],
+                "rps": round(statistics.median(p["rps"] for p in pts), 1),
+                "rps_runs": [p["rps"] for p in pts],
+                "latency_avg_ms": statistics.median(p["latency_avg_ms"] for p in pts),
+                "latency_p99_ms": statistics.median(p["latency_p99_ms"] for p in pts),
+                "non_2xx": sum(p["non_2xx"] for p in pts),
+                "haproxy_check_s": round(statistics.median(checks.values()), 3),
+                "haproxy_check_s_runs": [round(checks[run], 3) for run in sorted(checks)],
+                "compile_s": round(compile_s, 3),
+                "frontend_lines": len(compiled["frontend"]),
+                "rules": sum(1 for r in compiled["routes"] if r["headers"]),
+                "map_entries": sum(m["content"].count("\n") for m in compiled["maps"]),
+            })
+    return {"results": results, "refused": refused}
 
 
 def linear_fit(points: list) -> tuple:
@@ -477,12 +634,14 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2, help="runs per point; the median is kept")
     parser.add_argument("--output", default=str(RESULTS))
-    parser.add_argument("--only", default="rps,compile,check", help="comma-separated: rps, compile, check")
+    parser.add_argument("--only", default="rps,compile,check,headers", help="comma-separated: rps, compile, check, headers")
     parser.add_argument("--compile-sizes", default="1000,5000,10000")
     parser.add_argument("--check-acl-sizes", default="500,1000,2000,3000,4000,5000")
     parser.add_argument("--check-map-sizes", default="1000,2000,3000,4000")
     parser.add_argument("--check-compiled-sizes", default="10000")
     parser.add_argument("--compile-output", default=str(COMPILE_RESULTS))
+    parser.add_argument("--header-table", default="4500,500", help="plain routes,header routes (--only headers)")
+    parser.add_argument("--headers-output", default=str(HEADERS_RESULTS))
     args = parser.parse_args()
     routes_mod = _import_compiler()
     only = set(args.only.split(","))
@@ -510,6 +669,51 @@ def main() -> int:
                     routes_mod, [int(s) for s in args.check_compiled_sizes.split(",")], 3, pathlib.Path(tmp)
                 )
         out = pathlib.Path(args.compile_output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {out}")
+    if "headers" in only:
+        n_plain, n_header = (int(s) for s in args.header_table.split(","))
+        load_before = os.getloadavg()
+        with tempfile.TemporaryDirectory(prefix="lay7-bench-headers-") as tmp:
+            measured = measure_headers(routes_mod, n_plain, n_header, args.seconds, args.connections, args.repeat, pathlib.Path(tmp))
+        doc = {
+            "benchmark": "routes-headers",
+            "method": (
+                "HAProxy nbthread 1 on loopback, backends answer via http-request return; "
+                f"wrk -t1 -c{args.connections} -d{args.seconds}s keep-alive, median of {args.repeat} runs; "
+                "requests_per_cpu_second = 1e6 / cpu_us_per_request; haproxy_check_s: haproxy -c -q wall time, "
+                "median of one per run"
+            ),
+            "haproxy": subprocess.run([HAPROXY, "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+            "wrk": subprocess.run([WRK, "-v"], capture_output=True, text=True).stdout.split(" Copyright")[0],
+            "host": {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()},
+            # Other jobs on the machine raise HAProxy's CPU per request too (shared caches and
+            # cores): the 1-minute load average before and after says how busy it was.
+            "load_average_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "parameters": {
+                "plain_routes": n_plain,
+                "header_routes": n_header,
+                "table": (
+                    f"plain prefix routes /svc<i> on pool<i mod 8>; header routes on /svc<{n_plain // n_header}j>/tenant "
+                    "(inside a plain prefix) with X-Tenant: t<j>, exact, one in ten a regex t<j>(-[a-z]+)?; 'no headers': the same "
+                    "routes without the header match; every pool has a fallback"
+                ),
+                "requests": {
+                    "miss": "a path no route matches",
+                    "plain": "the last tenant's path without the header: the plain route around it "
+                             "(the tenant's route, a map key, in the 'no headers' table)",
+                    "header": "the same path with that tenant's X-Tenant header (exact match)",
+                },
+                "seconds": args.seconds,
+                "connections": args.connections,
+                "repeat": args.repeat,
+                "max_frontend_lines": routes_mod.MAX_FRONTEND_LINES,
+            },
+            **measured,
+        }
+        out = pathlib.Path(args.headers_output)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"wrote {out}")
