@@ -74,10 +74,12 @@ role-docs: venv
 unit: venv collection
 	pytest -q -n auto tests/unit
 
-# The route tables' feature and conformance tests measure no timing (their HAProxies run without
-# health checks once up, or retry a case the checks' 503 hit): make test runs them beside the lab's
-# converge; the others (100 ms health checks) alone.
-ROUTE_TESTS := tests/integration/test_route_features_loopback.py tests/integration/test_httproute_conformance.py
+# In two parts. The route tables' feature, conformance and role-render tests measure no timing
+# (their HAProxies run without health checks once up, or retry a case a late check's 503 hit, or
+# are only rendered): make test runs them beside the lab's converge, where there is room. The
+# rest, with the loopback HAProxies that check their servers every 100 ms, alone.
+ROUTE_TESTS := tests/integration/test_route_features_loopback.py tests/integration/test_httproute_conformance.py \
+	tests/integration/test_haproxy_role_render_routes.py
 
 integration: integration-timed integration-routes
 
@@ -130,8 +132,8 @@ test-vagrant: venv collection deps browser scan-tools
 
 # `make test` is `molecule test -s lab` plus every check without hosts, ordered to fit its
 # 25-minute budget on two cores: first what measures timing on this machine alone (the lab
-# tool's tests, the loopback HAProxy's 100 ms health checks in integration); then lint, unit,
-# sanity and the route tables' loopback tests, which measure nothing, side by side with the lab
+# tool's tests, the loopback HAProxy's 100 ms health checks in integration-timed); then lint,
+# unit, sanity and integration-routes, which measure nothing, side by side with the lab
 # scenario's create, converge and idempotence; then verify alone (its bounds are timings), then
 # destroy. A failure in the middle step still destroys the lab.
 test: lab-tests integration-timed

@@ -107,8 +107,9 @@ options:
     description:
       - Mapping of backend name to settings. Keys are C(servers) (required, non-empty list),
         C(fallback), C(balance) (C(roundrobin), C(leastconn), C(source), C(first)),
-        C(persistence) (C(none), C(cookie), C(source), C(stick-table)), C(cookie_name) and
-        C(check_path).
+        C(persistence) (C(none), C(cookie), C(source), C(stick-table)), C(cookie_name),
+        C(check_path) and C(protocol) (C(http1), the default, or C(h2c) - HTTP/2 without TLS to
+        the servers and their health checks, as gRPC services speak it).
       - Each server has C(name) (required, unique in the backend), C(address) (required),
         C(port) (default 80), C(weight) (default 100) and C(backup) (default false).
     type: dict
@@ -291,6 +292,7 @@ _value:
         persistence: {description: Persistence mode., type: str}
         cookie_name: {description: Cookie name when persistence is cookie, else null., type: str}
         check_path: {description: Health check path or null (role default)., type: str}
+        protocol: {description: C(http1) or C(h2c) (the servers get C(proto h2 check-proto h2))., type: str}
         servers:
           description: Servers in the order given, with id (1-based position), port, weight and backup filled in.
           type: list

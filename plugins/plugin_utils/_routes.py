@@ -75,7 +75,10 @@ LISTENER_KEYS = ("name", "port", "hostnames", "tls", "builtin")
 # What requests no route selects get: the default backend, or a 404 from HAProxy.
 UNMATCHED = ("default", "not_found")
 NOT_FOUND_BODY = "no route for this request\n"
-BACKEND_KEYS = ("servers", "fallback", "balance", "persistence", "cookie_name", "check_path")
+BACKEND_KEYS = ("servers", "fallback", "balance", "persistence", "cookie_name", "check_path", "protocol")
+# How HAProxy speaks to a backend's servers: HTTP/1.1, or HTTP/2 without TLS (h2c, prior
+# knowledge: "proto h2" on the server line, health checks too).
+PROTOCOLS = ("http1", "h2c")
 SERVER_KEYS = ("name", "address", "port", "weight", "backup")
 
 # The backend a request over plain HTTP goes to when the route it selects has require_https:
@@ -286,6 +289,7 @@ class Backend:
     cookie_name: str | None
     check_path: str | None
     servers: tuple
+    protocol: str = "http1"
 
     def as_dict(self) -> dict:
         return {
@@ -295,6 +299,7 @@ class Backend:
             "persistence": self.persistence,
             "cookie_name": self.cookie_name,
             "check_path": self.check_path,
+            "protocol": self.protocol,
             "servers": [s.as_dict() for s in self.servers],
         }
 
@@ -579,6 +584,9 @@ def _normalise_backends(backends) -> dict:
         fallback = spec.get("fallback")
         if fallback is not None and not isinstance(fallback, str):
             _fail(f"{where}: fallback must be a backend name, got {_show(fallback)}")
+        protocol = spec.get("protocol", "http1")
+        if not isinstance(protocol, str) or protocol not in PROTOCOLS:
+            _fail(f"{where}: protocol {_show(protocol)} is not one of {', '.join(PROTOCOLS)}")
         out[name] = Backend(
             name=name,
             balance=str(balance),
@@ -587,6 +595,7 @@ def _normalise_backends(backends) -> dict:
             cookie_name=None if cookie_name is None else str(cookie_name),
             check_path=None if check_path is None else str(check_path),
             servers=tuple(norm_servers),
+            protocol=str(protocol),
         )
 
     for be in out.values():
@@ -1262,6 +1271,8 @@ def fallback_servers(backend: Backend, backends: dict) -> list:
             "port": srv.port,
             "weight": srv.weight,
             "track": f"{backend.fallback}/{srv.name}",
+            # A stand-in speaks its real server's protocol.
+            "protocol": backends[backend.fallback].protocol,
         })
     return out
 

@@ -163,6 +163,8 @@ class _LoopbackHTTPS(http.client.HTTPSConnection):
 # Response headers of NamedBackend: the request target and the request headers it received.
 SEEN_TARGET = "X-Lay7-Seen-Target"
 SEEN_HEADERS = "X-Lay7-Seen-Headers"
+# H2cBackend's: the HTTP version the request reached it with.
+SEEN_VERSION = "X-Lay7-Seen-Version"
 # A request header naming headers NamedBackend adds to its response ("Name:value,Name:value"),
 # as the Gateway API conformance suite's echo server reads it: tests of response header edits
 # need a backend that sends the headers being edited.
@@ -308,13 +310,16 @@ def render_config(compiled: dict, server_ports: dict, frontend_port: int, sock: 
             port = server_ports[(be["name"], srv["name"])]
             backup = " backup" if srv["backup"] else ""
             sticky = f" cookie {srv['name']}" if cookie else ""
-            lines.append(f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']}{sticky}{backup}")
+            # As the role writes them: HTTP/2 without TLS to h2c backends, checks too.
+            h2c = " proto h2 check-proto h2" if be.get("protocol") == "h2c" else ""
+            lines.append(f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']}{sticky}{backup}{h2c}")
         if fallback_servers and be.get("fallback_servers"):
             lines.append("  option allbackups")
             for srv in be["fallback_servers"]:
                 port = server_ports[tuple(srv["track"].split("/"))]
                 lines.append(
                     f"  server {srv['name']} {LOOPBACK}:{port} id {srv['id']} weight {srv['weight']} backup no-check track {srv['track']}"
+                    + (" proto h2" if srv.get("protocol") == "h2c" else "")
                 )
     return "\n".join(lines) + "\n"
 
@@ -464,6 +469,46 @@ class HAProxy:
         return status, body
 
 
+class H2cBackend:
+    """A server that speaks only HTTP/2 without TLS (h2c, prior knowledge) on a loopback port:
+    a small HAProxy of its own answering every request with ``name``, the request target in
+    SEEN_TARGET and the HTTP version it received in SEEN_VERSION. Python's standard library
+    has no HTTP/2 server."""
+
+    def __init__(self, name: str, workdir: pathlib.Path):
+        self.name = name
+        self.port = free_port()
+        self.workdir = pathlib.Path(workdir)
+        self.proc = None
+        self.cfg = self.workdir / f"h2c-{self.port}.cfg"
+        self.cfg.write_text("\n".join([
+            "defaults",
+            "  mode http",
+            "  timeout connect 1s",
+            "  timeout client 10s",
+            "  timeout server 10s",
+            "frontend h2c",
+            f"  bind {LOOPBACK}:{self.port} proto h2",
+            f"  http-request return status 200 content-type text/plain hdr {SEEN_TARGET} %[pathq] "
+            f"hdr {SEEN_VERSION} %[req.ver] string {name}",
+        ]) + "\n")
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"the h2c backend {self.name} did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
 @contextlib.contextmanager
 def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1, tls: bool = False, ports: tuple | None = None,
             more_ports: tuple = ()):
@@ -474,7 +519,7 @@ def running(compiled: dict, workdir: pathlib.Path, nbthread: int = 1, tls: bool 
     server_ports = {}
     for be in compiled["backends"]:
         for srv in be["servers"]:
-            nb = NamedBackend(be["name"])
+            nb = H2cBackend(be["name"], workdir) if be.get("protocol") == "h2c" else NamedBackend(be["name"])
             backends[(be["name"], srv["name"])] = nb
             server_ports[(be["name"], srv["name"])] = nb.port
     proxy = HAProxy(compiled, server_ports, workdir, nbthread=nbthread, tls=tls, ports=ports, more_ports=more_ports)

@@ -315,6 +315,7 @@ def test_contract_shape_and_defaults():
             "persistence": "cookie",
             "cookie_name": "LAY7_APP",
             "check_path": "/healthz?full=1",
+            "protocol": "http1",
             "servers": [
                 {"name": "s2", "id": 1, "address": "192.0.2.22", "port": 8080, "weight": 10, "backup": False},
                 {"name": "s1", "id": 2, "address": "192.0.2.21", "port": 80, "weight": 100, "backup": True},
@@ -328,6 +329,7 @@ def test_contract_shape_and_defaults():
             "persistence": "none",
             "cookie_name": None,
             "check_path": None,
+            "protocol": "http1",
             "servers": [{"name": "web1", "id": 1, "address": "192.0.2.11", "port": 80, "weight": 100, "backup": False}],
             "fallback_servers": [],
         },
@@ -352,7 +354,8 @@ def test_fallback_servers_stand_in_as_tracking_backups():
     }
     compiled = {b["name"]: b for b in compile_routes([], backends, "main")["backends"]}
     assert compiled["a_pool"]["fallback_servers"] == [
-        {"name": "fallback_web1", "id": 2, "address": "192.0.2.11", "port": 80, "weight": 100, "track": "main/web1"},
+        {"name": "fallback_web1", "id": 2, "address": "192.0.2.11", "port": 80, "weight": 100, "track": "main/web1",
+         "protocol": "http1"},
     ]
     assert [(s["name"], s["id"], s["track"]) for s in compiled["main"]["fallback_servers"]] == [
         ("fallback_web2", 2, "spare/web2"), ("fallback_web3", 3, "spare/web3"),

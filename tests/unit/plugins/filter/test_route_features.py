@@ -1667,3 +1667,27 @@ def test_hostile_entry_filter_values_are_refused_by_name_or_compile_to_lines_the
                 res = fe.run("/p", "h", headers=[("X-A", "1")], up=set(BE), pick=lambda total: 0)
                 assert res.outcome == "a"
     assert accepted > 5  # '%', quotes, '$' and '-i' are fine as values
+
+
+# ------------------------------------------------------------------------ backend protocol
+
+
+def test_h2c_backends_and_their_fallback_stand_ins_speak_http2():
+    backends = {
+        "main": {"servers": [server("web1", 11)], "fallback": "grpc"},
+        "grpc": {"servers": [server("g1", 21), server("g2", 22)], "protocol": "h2c"},
+    }
+    compiled = compile_routes([{"name": "g", "path": "/g", "backend": "grpc"}], backends, "main")
+    by_name = {b["name"]: b for b in compiled["backends"]}
+    assert by_name["grpc"]["protocol"] == "h2c"
+    assert by_name["main"]["protocol"] == "http1"
+    # main's stand-ins are grpc's servers: they speak what those speak.
+    assert [(s["name"], s["protocol"]) for s in by_name["main"]["fallback_servers"]] == [
+        ("fallback_g1", "h2c"), ("fallback_g2", "h2c")]
+
+
+@pytest.mark.parametrize("protocol", ["h2", "HTTP2", "grpc", 2, None, ["h2c"]])
+def test_unknown_backend_protocol_is_refused_naming_the_backend(protocol):
+    backends = dict(BE, x={"servers": [server("x1", 30)], "protocol": protocol})
+    with pytest.raises(AnsibleFilterError, match=r"^backend 'x': protocol .* is not one of http1, h2c$"):
+        compile_routes([], backends, "main")
