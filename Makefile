@@ -12,13 +12,14 @@ SYSTEM_PKGS := haproxy debootstrap systemd-container iproute2 nftables openssh-c
 # The HTTPS checks on the lab: a real browser, and certutil to make it trust the lab CA.
 BROWSER_PKGS := chromium libnss3-tools
 SCAN_VENV   := build/scan-venv
+BUILDER_VENV := build/builder-venv
 
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps browser scan-tools collection role-docs lint unit integration integration-timed integration-routes sanity build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
+.PHONY: help venv deps browser scan-tools builder-tools collection role-docs lint unit integration integration-timed integration-routes sanity build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
@@ -53,6 +54,14 @@ $(SCAN_VENV)/.stamp: tests/scan-requirements.txt
 
 scan-tools: $(SCAN_VENV)/.stamp
 
+# ansible-builder, for the execution-environment test (docs/awx.md), in a virtualenv of its own.
+$(BUILDER_VENV)/.stamp: tests/builder-requirements.txt
+	$(PYTHON) -m venv $(BUILDER_VENV)
+	$(BUILDER_VENV)/bin/pip install -q -r tests/builder-requirements.txt
+	touch $@
+
+builder-tools: $(BUILDER_VENV)/.stamp
+
 # The repository is the collection; link it where Ansible looks for lay7.ha.
 collection:
 	@mkdir -p $(dir $(COLL_LINK)); [ -L $(COLL_LINK) ] || ln -sfn ../../.. $(COLL_LINK)
@@ -76,17 +85,18 @@ unit: venv collection
 
 # In two parts. The route tables' feature, conformance and role-render tests measure no timing
 # (their HAProxies run without health checks once up, or retry a case a late check's 503 hit, or
-# are only rendered): make test runs them beside the lab's converge, where there is room. The
-# rest, with the loopback HAProxies that check their servers every 100 ms, alone.
+# are only rendered), nor does the execution-environment test (ansible-builder create and
+# introspect, no container): make test runs them beside the lab's converge, where there is room.
+# The rest, with the loopback HAProxies that check their servers every 100 ms, alone.
 ROUTE_TESTS := tests/integration/test_route_features_loopback.py tests/integration/test_httproute_conformance.py \
-	tests/integration/test_haproxy_role_render_routes.py
+	tests/integration/test_haproxy_role_render_routes.py tests/integration/test_execution_environment.py
 
 integration: integration-timed integration-routes
 
 integration-timed: venv collection deps
 	pytest -q -n auto tests/integration $(addprefix --ignore=,$(ROUTE_TESTS))
 
-integration-routes: venv collection deps
+integration-routes: venv collection deps builder-tools
 	pytest -q -n auto $(ROUTE_TESTS)
 
 build: venv

@@ -82,7 +82,11 @@ def installed(tmp_path_factory) -> dict:
 SHIPPED = {"MANIFEST.json", "FILES.json", "LICENSE", "README.md", "meta/runtime.yml",
            "plugins/filter/route_compile.py", "plugins/plugin_utils/_routes.py", "playbooks/site.yml",
            "playbooks/vars/topology.yml", "inventory/example/hosts.yml", "docs/routing.md", "docs/failover.md",
-           "changelogs/changelog.yaml"}
+           "changelogs/changelog.yaml",
+           # What ansible-builder reads from the installed collection, and the AWX guide with its
+           # execution environment (docs/awx.md).
+           "meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt", "docs/awx.md",
+           "docs/awx/execution-environment.yml", "docs/awx/requirements.yml"}
 REPOSITORY_ONLY_DIRS = {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git", "tests", "molecule", ".config",
                         "tools", "vagrant"}
 REPOSITORY_ONLY_FILES = {"site.yml", "ansible.cfg", "Makefile", "requirements.txt", "Vagrantfile", ".yamllint",
