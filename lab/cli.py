@@ -11,7 +11,7 @@ from . import pki
 from .core import Lab
 from .errors import LabError
 from .ssh import SSH_TIMEOUT, ssh_options
-from .topology import TopologyError
+from .topology import TopologyError, load
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     up = sub.add_parser("up", help="build the image if needed, boot every host, wait for SSH")
     up.add_argument("--ssh-timeout", type=int, default=SSH_TIMEOUT)
+    up.add_argument("--release", help="the Debian release the hosts boot: one of the topology's "
+                    "image.suites, or 'mixed' (default: $LAY7_LAB_RELEASE, else the first suite)")
     sub.add_parser("down", help="power off and remove everything (the safety route stays)")
     st = sub.add_parser("status", help="hosts, links, partitions, leftovers")
     st.add_argument("--json", action="store_true")
@@ -53,7 +55,8 @@ def _log(msg: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        lab = Lab(args.topology, log=_log)
+        release = getattr(args, "release", None)
+        lab = Lab(load(args.topology, release) if release else args.topology, log=_log)
         if args.cmd == "up":
             lab.up(ssh_timeout=args.ssh_timeout)
         elif args.cmd == "down":

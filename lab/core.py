@@ -111,7 +111,7 @@ class Lab:
             # Before anything else: lab addresses must never leave through the default route.
             self.ensure_safety_route()
             t0 = time.monotonic()
-            image = ensure_image(self.topo, log=self.log)
+            images = {suite: ensure_image(self.topo, log=self.log, suite=suite) for suite in self.topo.suites_used}
             self.ensure_key()
             # The certificates the lab inventory's load balancers serve (first use only).
             pki.ensure(log=self.log)
@@ -120,15 +120,16 @@ class Lab:
                 t1 = time.monotonic()
                 known = []
                 for h in self.topo.hosts:
-                    known.append(self._prepare_root(image, h))
+                    known.append(self._prepare_root(images[self.topo.suite_of(h.name)], h))
                 self.topo.known_hosts.write_text("".join(known))
-                state = {"image": str(image), "hosts": {}, "partitions": []}
+                state = {"images": {s: str(p) for s, p in images.items()}, "hosts": {}, "partitions": []}
                 for h in self.topo.hosts:
-                    state["hosts"][h.name] = {"nspawn_pid": self._start(h)}
+                    state["hosts"][h.name] = {"nspawn_pid": self._start(h), "release": self.topo.suite_of(h.name)}
                 self._write_state(state)
                 with ThreadPoolExecutor(max_workers=len(self.topo.hosts)) as pool:
                     list(pool.map(lambda h: self.wait_ssh(h.name, ssh_timeout), self.topo.hosts))
-                self.log(f"lab up: {len(self.topo.hosts)} hosts booted and answering SSH in "
+                releases = ", ".join(f"{h.name} {self.topo.suite_of(h.name)}" for h in self.topo.hosts)
+                self.log(f"lab up ({releases}): {len(self.topo.hosts)} hosts booted and answering SSH in "
                          f"{time.monotonic() - t1:.1f}s (total {time.monotonic() - t0:.1f}s)")
             except BaseException:
                 self.log("lab up failed; tearing down what was created")

@@ -9,6 +9,7 @@ read from the inventory's hosts.yml and the VIP from its group_vars/loadbalancer
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,10 @@ _TOP_KEYS = {"subnet", "control", "interface", "user", "inventory", "paths", "im
 _ALL_KEYS = {"vars", "children"}
 _GROUP_KEYS = {"vars", "hosts"}
 _PATH_KEYS = {"state", "run", "cache"}
-_IMAGE_KEYS = {"suite", "mirror", "packages", "disabled_units"}
+_IMAGE_KEYS = {"suites", "mirror", "packages", "disabled_units"}
+# Which Debian release(s) the hosts boot: one of image.suites for every host, or MIXED.
+RELEASE_ENV = "LAY7_LAB_RELEASE"
+MIXED = "mixed"
 
 
 class TopologyError(ValueError):
@@ -53,10 +57,16 @@ class Host:
 
 @dataclass(frozen=True)
 class Image:
-    suite: str
+    """The base images' recipe: one image per Debian release (suite), same packages in each."""
+    suites: tuple[str, ...]
     mirror: str
     packages: tuple[str, ...]
     disabled_units: tuple[str, ...]
+
+    @property
+    def suite(self) -> str:
+        """The default release (the first listed)."""
+        return self.suites[0]
 
 
 @dataclass(frozen=True)
@@ -73,6 +83,26 @@ class Topology:
     cache_dir: Path
     image: Image
     source: Path | None = field(default=None, compare=False)
+    # image.suites[k] for every host, or MIXED: the hosts of each group take the releases in
+    # turn (hap1 the first, hap2 the second...), so one converge runs every role on every
+    # release and the VRRP pair spans two releases, as it does in a rolling OS upgrade.
+    release: str = ""
+
+    def suite_of(self, name: str) -> str:
+        """The Debian release host `name` boots."""
+        release = self.release or self.image.suite
+        if release != MIXED:
+            return release
+        for members in self.groups.values():
+            if name in members:
+                return self.image.suites[members.index(name) % len(self.image.suites)]
+        raise TopologyError(f"unknown host {name!r}; known: {', '.join(self.host_names)}")
+
+    @property
+    def suites_used(self) -> list[str]:
+        """The releases the hosts boot, in image.suites order."""
+        used = {self.suite_of(h.name) for h in self.hosts}
+        return [s for s in self.image.suites if s in used]
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -182,9 +212,11 @@ def _inventory_topology(
     return [Host(name, address) for name, address in addresses.items()], groups
 
 
-def parse(data: Any, inventory: Any, lb_vars: Any, source: Path | None = None) -> Topology:
+def parse(data: Any, inventory: Any, lb_vars: Any, source: Path | None = None,
+          release: str | None = None) -> Topology:
     """Validate the loaded YAML documents (topology.yml, the inventory's hosts.yml and its
-    group_vars/loadbalancers.yml) and return a Topology."""
+    group_vars/loadbalancers.yml) and return a Topology whose hosts boot `release` (one of
+    image.suites, or MIXED; default: the first suite)."""
     if not isinstance(data, dict):
         raise TopologyError(f"topology: expected a mapping, got {type(data).__name__}")
     _unknown(data, _TOP_KEYS, "")
@@ -240,7 +272,19 @@ def parse(data: Any, inventory: Any, lb_vars: Any, source: Path | None = None) -
     if not isinstance(raw_image, dict):
         raise TopologyError("image: expected a mapping")
     _unknown(raw_image, _IMAGE_KEYS, "image.")
-    suite = _str(_need(raw_image, "suite", "image."), "image.suite")
+    suites = _need(raw_image, "suites", "image.")
+    if not isinstance(suites, list) or not suites:
+        raise TopologyError("image.suites: expected a non-empty list of Debian release names")
+    for name in suites:
+        if not isinstance(name, str) or not re.match(r"^[a-z]+$", name) or name == MIXED:
+            raise TopologyError(f"image.suites: {name!r} is not a Debian release name")
+    if len(set(suites)) != len(suites):
+        raise TopologyError("image.suites: a release is listed twice")
+    if release is None:
+        release = suites[0]
+    if release != MIXED and release not in suites:
+        raise TopologyError(f"{RELEASE_ENV}: {release!r} is not a release the lab can boot; "
+                            f"choose one of {', '.join(suites)} or {MIXED!r} (image.suites)")
     mirror = _str(_need(raw_image, "mirror", "image."), "image.mirror")
     if not re.match(r"^(https?|file)://\S+$", mirror):
         raise TopologyError(f"image.mirror: {mirror!r} is not an http(s):// or file:// URL")
@@ -268,8 +312,9 @@ def parse(data: Any, inventory: Any, lb_vars: Any, source: Path | None = None) -
         state_dir=paths["state"],
         run_dir=paths["run"],
         cache_dir=paths["cache"],
-        image=Image(suite, mirror, tuple(packages), tuple(units)),
+        image=Image(tuple(suites), mirror, tuple(packages), tuple(units)),
         source=source,
+        release=release,
     )
 
 
@@ -289,11 +334,14 @@ def inventory_dir(data: dict[str, Any], source: Path) -> Path:
     return (source.parent / _str(_need(data, "inventory", ""), "inventory")).resolve()
 
 
-def load(path: Path | str | None = None) -> Topology:
+def load(path: Path | str | None = None, release: str | None = None) -> Topology:
+    """The topology file `path` (default lab/topology.yml) with its inventory; the hosts boot
+    `release`, else $LAY7_LAB_RELEASE, else the first of image.suites."""
     path = Path(path) if path else DEFAULT_TOPOLOGY
+    release = release or os.environ.get(RELEASE_ENV) or None
     data = _read_yaml(path, "topology")
     if not isinstance(data, dict):
         raise TopologyError(f"topology: expected a mapping, got {type(data).__name__}")
     inv = inventory_dir(data, path)
     return parse(data, _read_yaml(inv / HOSTS_FILE, "inventory"), _read_yaml(inv / LB_VARS_FILE, "inventory"),
-                 source=path)
+                 source=path, release=release)

@@ -101,6 +101,30 @@ def test_debootstrap_argv(topo):
                 "nftables", "iproute2", "curl", "procps", "ca-certificates", "systemd-sysv"):
         assert pkg in included
     assert argv[-3:] == ["bookworm", "/c/build", "http://deb.debian.org/debian"]
+    assert image.debootstrap_argv(topo.image, Path("/c/build"), "trixie")[-3] == "trixie"
+
+
+def test_each_release_has_its_own_image(topo):
+    paths = {image.image_path(topo, s) for s in ("bookworm", "trixie")}
+    assert len(paths) == 2
+    assert image.image_path(topo) == image.image_path(topo, "bookworm")
+    assert image.image_path(topo, "trixie").name.startswith("base-trixie-")
+    assert image.recipe(topo, "trixie")["suite"] == "trixie"
+
+
+def test_a_build_step_says_it_is_alive(tmp_path):
+    # A silent minute-long debootstrap looks hung: the lab logs progress while it runs.
+    logfile = tmp_path / "build.log"
+    lines = []
+    t0 = __import__("time").monotonic()
+    rc = image.run_with_heartbeat(["sh", "-c", "echo fetching base; sleep 0.55; echo done; exit 3"],
+                                  logfile, lines.append, "debootstrap trixie", every=0.1)
+    assert rc == 3
+    assert __import__("time").monotonic() - t0 < 5
+    assert len(lines) >= 3, lines
+    assert all(ln.startswith("debootstrap trixie: ") for ln in lines)
+    assert any("fetching base" in ln for ln in lines)
+    assert logfile.read_text() == "fetching base\ndone\n"
 
 
 def test_recipe_hash_follows_the_recipe(raw_topology, raw_inventory):

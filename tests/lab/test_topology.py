@@ -173,3 +173,50 @@ def test_connection_vars_match_lab(connection):
     assert av["ansible_become_method"] in ("sudo", "ansible.builtin.sudo")
     # role variables belong to group_vars/, never to the connection file
     assert all(k.startswith("ansible_") for k in av)
+
+
+def test_releases_default_to_the_first_suite(raw_topology, raw_inventory, monkeypatch):
+    monkeypatch.delenv(topology.RELEASE_ENV, raising=False)
+    t = topology.parse(raw_topology, *raw_inventory)
+    assert t.image.suites == ("bookworm", "trixie")
+    assert {t.suite_of(h.name) for h in t.hosts} == {"bookworm"}
+    assert t.suites_used == ["bookworm"]
+
+
+def test_one_release_for_every_host(raw_topology, raw_inventory):
+    t = topology.parse(raw_topology, *raw_inventory, release="trixie")
+    assert {t.suite_of(h.name) for h in t.hosts} == {"trixie"}
+    assert t.suites_used == ["trixie"]
+
+
+def test_mixed_releases_alternate_within_each_group(raw_topology, raw_inventory):
+    t = topology.parse(raw_topology, *raw_inventory, release="mixed")
+    assert {h.name: t.suite_of(h.name) for h in t.hosts} == {
+        "hap1": "bookworm", "hap2": "trixie", "web1": "bookworm", "web2": "trixie", "web3": "bookworm",
+    }
+    assert t.suites_used == ["bookworm", "trixie"]
+
+
+def test_release_from_the_environment(monkeypatch):
+    monkeypatch.setenv(topology.RELEASE_ENV, "trixie")
+    assert topology.load().suite_of("hap1") == "trixie"
+    # an explicit choice wins over the environment
+    assert topology.load(release="mixed").suite_of("hap1") == "bookworm"
+
+
+@pytest.mark.parametrize(
+    ("release", "suites", "message"),
+    [
+        ("buster", None, r"LAY7_LAB_RELEASE: 'buster' is not a release the lab can boot; "
+                         r"choose one of bookworm, trixie or 'mixed'"),
+        (None, [], r"image.suites: expected a non-empty list"),
+        (None, ["bookworm", "bookworm"], r"image.suites: a release is listed twice"),
+        (None, ["Bookworm 12"], r"image.suites: 'Bookworm 12' is not a Debian release name"),
+        (None, ["mixed"], r"image.suites: 'mixed' is not a Debian release name"),
+    ],
+)
+def test_bad_releases_are_named(raw_topology, raw_inventory, release, suites, message):
+    if suites is not None:
+        raw_topology["image"]["suites"] = suites
+    with pytest.raises(TopologyError, match=message):
+        topology.parse(raw_topology, *raw_inventory, release=release)
