@@ -74,16 +74,16 @@ _value:
       type: dict
       contains:
         address: {description: Its own C(lay7_node_address)., type: str}
-        vip: {description: Its C(keepalived_vip_address), empty when unset., type: str}
+        vip: {description: "Its C(keepalived_vip_address), empty when unset.", type: str}
         priority: {description: Its VRRP priority., type: int}
-        peers: {description: The other members of its VRRP cluster, in host order., type: list, elements: str}
-        peer_addresses: {description: The peers' addresses, in the order of C(peers)., type: list, elements: str}
-        peer_priorities: {description: The peers' priorities, in the order of C(peers)., type: list, elements: int}
+        peers: {description: "The other members of its VRRP cluster, in host order.", type: list, elements: str}
+        peer_addresses: {description: "The peers' addresses, in the order of C(peers).", type: list, elements: str}
+        peer_priorities: {description: "The peers' priorities, in the order of C(peers).", type: list, elements: int}
         foreign_router_ids:
           description: Sorted router ids of load balancers serving a different VIP.
           type: list
           elements: int
-        rollout_rank: {description: Position by ascending priority, zero-padded (C(000) first)., type: str}
+        rollout_rank: {description: "Position by ascending priority, zero-padded (C(000) first).", type: str}
         haproxy_peers:
           description: The HAProxy peers section for it (itself and its peers), sorted by name.
           type: list

@@ -290,7 +290,7 @@ _value:
         balance: {description: Balance algorithm., type: str}
         fallback: {description: Fallback backend or null., type: str}
         persistence: {description: Persistence mode., type: str}
-        cookie_name: {description: Cookie name when persistence is cookie, else null., type: str}
+        cookie_name: {description: "Cookie name when persistence is cookie, else null.", type: str}
         check_path: {description: Health check path or null (role default)., type: str}
         protocol: {description: C(http1) or C(h2c) (the servers get C(proto h2 check-proto h2))., type: str}
         servers:
