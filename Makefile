@@ -26,6 +26,7 @@ help:
 	@echo "make test   - lint, unit, sanity, integration, lab tool, lab (molecule test -s lab, core verification)"
 	@echo "make test-extended - molecule test -s lab with every verification scenario (not in make test)"
 	@echo "make bench  - benchmarks, results written to bench/results/"
+	@echo "make docs   - the HTML documentation site (antsibull-docs) in build/docs/html; make docs-lint only lints it"
 	@echo "make test-vagrant - molecule test -s vagrant on libvirt (slow; not in make test)"
 
 $(VENV)/.stamp: requirements.txt
@@ -76,6 +77,45 @@ lint: venv collection
 # The role READMEs' variable tables, from meta/argument_specs.yml (a unit test checks them).
 role-docs: venv
 	$(BIN)/python tools/role_tables.py
+
+# The documentation site (antsibull-docs, Sphinx) from a virtualenv of its own, made anew when
+# tests/docs-requirements.txt changes. antsibull-docs runs .venv's ansible-doc (on PATH), so the
+# site documents the collection as the ansible-core it is tested with reads it.
+DOCS_VENV := build/docs-venv
+DOCS_BIN  := $(CURDIR)/$(DOCS_VENV)/bin
+DOCS_DIR  := build/docs
+.PHONY: docs docs-lint docs-tools
+
+$(DOCS_VENV)/.stamp: tests/docs-requirements.txt
+	$(PYTHON) -m venv --clear $(DOCS_VENV)
+	$(DOCS_BIN)/pip install -q -r tests/docs-requirements.txt
+	touch $@
+
+docs-tools: $(DOCS_VENV)/.stamp
+
+# Any finding fails: the plugins' DOCUMENTATION, EXAMPLES and RETURN and the roles'
+# argument_specs against antsibull-docs' schema, their markup, rstcheck on the pages made from
+# them, docs/docsite, and every reference (M(), O(), :ansplugin:) to something that does not
+# exist, in this collection, ansible.builtin or one not installed.
+docs-lint: venv collection docs-tools
+	$(DOCS_BIN)/antsibull-docs lint-collection-docs --plugin-docs --check-extra-docs-refs \
+	  --validate-collection-refs all --disallow-unknown-collection-refs $(COLL_LINK)
+
+# The HTML site, build/docs/html: the layout `antsibull-docs sphinx-init` writes (what its
+# requirements.txt asks for must be in the docs virtualenv already: pip --no-index), made to build
+# offline (tools/docs_site.py prepare), its build.sh (antsibull-docs collection --fail-on-error,
+# sphinx-build -W: a warning fails), then checked: every plugin, role, entry point, option and
+# return value is on its page, and the guide names every shipped guide (tools/docs_site.py check).
+docs: docs-lint
+	rm -rf $(DOCS_DIR) && mkdir -p -m 0700 $(DOCS_DIR)/site
+	$(DOCS_BIN)/antsibull-docs sphinx-init --use-current --squash-hierarchy --fail-on-error --project lay7.ha \
+	  --copyright "lay7.ha maintainers" --title "lay7.ha documentation" --dest-dir $(DOCS_DIR)/site lay7.ha >/dev/null
+	$(DOCS_BIN)/pip install -qq --no-index -r $(DOCS_DIR)/site/requirements.txt
+	$(BIN)/python tools/docs_site.py prepare $(DOCS_DIR)/site
+	cd $(DOCS_DIR)/site && PATH=$(DOCS_BIN):$$PATH ./build.sh >build.log 2>&1 || { cat build.log; exit 1; }
+	mv $(DOCS_DIR)/site/build/html $(DOCS_DIR)/html
+	$(BIN)/python tools/docs_site.py check $(DOCS_DIR)/html
+	@echo "docs: $(CURDIR)/$(DOCS_DIR)/html/index.html"
 
 # Both on every core (pytest-xdist): the tests share no state but temporary directories
 # and free loopback ports, and most of their time is spent in separate processes (HAProxy,
@@ -143,14 +183,14 @@ test-vagrant: venv collection deps browser scan-tools
 # `make test` is `molecule test -s lab` plus every check without hosts, ordered to fit its
 # 25-minute budget on two cores: first what measures timing on this machine alone (the lab
 # tool's tests, the loopback HAProxy's 100 ms health checks in integration-timed); then lint,
-# unit, sanity and integration-routes, which measure nothing, side by side with the lab
+# docs-lint, unit, sanity and integration-routes, which measure nothing, side by side with the lab
 # scenario's create, converge and idempotence; then verify alone (its bounds are timings), then
 # destroy. A failure in the middle step still destroys the lab.
 test: lab-tests integration-timed
 	$(MAKE) --no-print-directory -j2 --output-sync=target lab-converged checks || { molecule destroy -s lab >/dev/null 2>&1 || true; exit 1; }
 	$(MAKE) --no-print-directory lab-verified
 
-checks: lint unit sanity integration-routes
+checks: lint docs-lint unit sanity integration-routes
 
 # molecule test -s lab in two halves (the same steps in the same order).
 lab-converged: venv collection deps browser scan-tools
