@@ -13,8 +13,8 @@ version_added: 0.4.0
 author: lay7.ha maintainers (@lay7)
 description:
   - Reloads HAProxy through its master CLI (the socket of C(-S), which Debian's haproxy.service
-    opens at C(/run/haproxy-master.sock)) - the same hitless reload as C(systemctl reload): new
-    workers on the same listening sockets, old ones finishing their connections.
+    opens at C(/run/haproxy-master.sock)) - the same hitless reload as C(systemctl reload), with new
+    workers on the same listening sockets and old ones finishing their connections.
   - Unlike C(systemctl reload), which only sends a signal, it waits for the outcome and fails when
     the new configuration did not load (a port another process holds, a file that cannot be read -
     what C(haproxy -c) cannot see). HAProxy then keeps serving with the old configuration, and the
