@@ -47,6 +47,23 @@ browser:
 	@missing=""; for p in $(BROWSER_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
+# Prometheus for the monitoring tests: promtool checks and unit-tests the shipped alerting rules
+# (integration), and the server itself scrapes the lab's load balancers (verify). Only the
+# binaries are wanted, run by the tests: installing Debian's package would also start and enable
+# prometheus.service (a server of its own on port 9090) and pull prometheus-node-exporter (a
+# Recommends). So: no recommends; a policy-rc.d that refuses every start for the length of the
+# install, unless the machine has one of its own (a container image's, which refuses already);
+# the unit disabled afterwards, so no boot starts it either (and stopped, should a policy of the
+# machine's own have let it start).
+.PHONY: prometheus
+prometheus:
+	@dpkg-query -W -f='$${Status}' prometheus 2>/dev/null | grep -q "ok installed" || { \
+	  echo "installing: prometheus (promtool; prometheus.service neither started nor enabled)"; \
+	  mine=""; if [ ! -e /usr/sbin/policy-rc.d ]; then mine=1; printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d; fi; \
+	  trap '[ -z "$$mine" ] || rm -f /usr/sbin/policy-rc.d' EXIT; \
+	  apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  systemctl disable prometheus.service >/dev/null 2>&1; if [ -d /run/systemd/system ]; then systemctl stop prometheus.service; fi; }
+
 # sslyze, the TLS scanner of the HTTPS tests, in a virtualenv of its own.
 $(SCAN_VENV)/.stamp: tests/scan-requirements.txt
 	$(PYTHON) -m venv $(SCAN_VENV)
@@ -133,7 +150,7 @@ ROUTE_TESTS := tests/integration/test_route_features_loopback.py tests/integrati
 
 integration: integration-timed integration-routes
 
-integration-timed: venv collection deps
+integration-timed: venv collection deps prometheus
 	pytest -q -n auto tests/integration $(addprefix --ignore=,$(ROUTE_TESTS))
 
 integration-routes: venv collection deps builder-tools
@@ -167,17 +184,17 @@ lab-tests: venv collection deps
 
 # The core verification (every feature on the real hosts; see LAY7_VERIFY in
 # molecule/shared/tests/conftest.py) ...
-molecule-lab: venv collection deps browser scan-tools
+molecule-lab: venv collection deps browser scan-tools prometheus
 	LAY7_VERIFY=core molecule test -s lab
 
 # ... and all of it: the core plus the extended fault, change and HTTPS scenarios (about
 # twice as long; not in `make test`).
-test-extended: venv collection deps browser scan-tools
+test-extended: venv collection deps browser scan-tools prometheus
 	LAY7_VERIFY=all molecule test -s lab
 
 # Not part of `make test` (too slow for every change): the Vagrant scenario with the
 # libvirt provider and a locally built box; installs what it needs (docs/vagrant.md).
-test-vagrant: venv collection deps browser scan-tools
+test-vagrant: venv collection deps browser scan-tools prometheus
 	vagrant/test.sh
 
 # `make test` is `molecule test -s lab` plus every check without hosts, ordered to fit its
@@ -193,14 +210,14 @@ test: lab-tests integration-timed
 checks: lint docs-lint unit sanity integration-routes
 
 # molecule test -s lab in two halves (the same steps in the same order).
-lab-converged: venv collection deps browser scan-tools
+lab-converged: venv collection deps browser scan-tools prometheus
 	molecule destroy -s lab
 	molecule syntax -s lab
 	molecule create -s lab
 	molecule converge -s lab
 	molecule idempotence -s lab
 
-lab-verified: venv collection
+lab-verified: venv collection prometheus
 	LAY7_VERIFY=core molecule verify -s lab || { molecule destroy -s lab; exit 1; }
 	molecule destroy -s lab
 

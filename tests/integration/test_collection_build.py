@@ -86,7 +86,9 @@ SHIPPED = {"MANIFEST.json", "FILES.json", "LICENSE", "README.md", "meta/runtime.
            # What ansible-builder reads from the installed collection, and the AWX guide with its
            # execution environment (docs/awx.md).
            "meta/execution-environment.yml", "meta/ee-requirements.txt", "meta/ee-bindep.txt", "docs/awx.md",
-           "docs/awx/execution-environment.yml", "docs/awx/requirements.yml"}
+           "docs/awx/execution-environment.yml", "docs/awx/requirements.yml",
+           # The Prometheus alert rules and their guide (docs/monitoring.md).
+           "roles/haproxy_l7/files/prometheus/lay7-ha-alerts.yml", "docs/monitoring.md"}
 REPOSITORY_ONLY_DIRS = {"lab", ".venv", "bench", ".collections", ".pytest_cache", "build", ".git", "tests", "molecule", ".config",
                         "tools", "vagrant"}
 REPOSITORY_ONLY_FILES = {"site.yml", "ansible.cfg", "Makefile", "requirements.txt", "Vagrantfile", ".yamllint",

@@ -140,6 +140,12 @@ def test_seed_renders_and_haproxy_accepts_it(tmp_path, routing_mode, persistence
     assert "localpeer hap1" in text
     assert "peer hap2 192.168.56.22:10000" in text
     assert f"errorfile 503 {tmp_path}/errors/lay7-503.http" in text
+    # The VIP check (docs/monitoring.md): on the VIP's own port, its server named after the VIP.
+    assert "bind 192.168.56.100:8406\n" in text
+    vip_check = backend_block(text, "lay7_vip")
+    assert "server 192.168.56.100 192.168.56.100:8406 check inter 1s fastinter 1s downinter 1s fall 1 rise 1\n" in vip_check
+    # No routing rule of the public frontend (nor anything after it) names it.
+    assert "lay7_vip" not in text.split("\nfrontend lay7_http\n", 1)[1]
 
     for name in ("a_pool", "b_pool", "main", "sticky_pool"):
         block = backend_block(text, name)
@@ -236,6 +242,9 @@ BAD_INPUTS = [
      "a server's address is haproxy_l7_frontend_address 192.168.56.100"),
     ("haproxy_l7_hard_stop_after", "5m\n    stats socket ipv4@0.0.0.0:9999 level admin", "haproxy_l7_hard_stop_after"),
     ("haproxy_l7_stats_password_hash", "$6$rounds=999999999$abcdefgh$" + "a" * 86, "haproxy_l7_stats_password_hash: (secret, not shown)"),
+    # The VIP check binds the VIP too, and its backend's name is the role's own.
+    ("haproxy_l7_vip_check_port", 80, "haproxy_l7_vip_check_port 80 must differ"),
+    ("haproxy_l7_backends", {**SEED_BACKENDS, "lay7_vip": SEED_BACKENDS["main"]}, "must not name a backend 'lay7_vip'"),
 ]
 
 
@@ -261,7 +270,8 @@ def test_preflight_surfaces_route_errors(tmp_path):
 
 
 def test_both_load_balancers_get_the_same_routing_and_server_ids(tmp_path):
-    """Only the stats bind address and localpeer differ between hap1 and hap2."""
+    """Only the node's own address (the stats bind, the VIP check's sources), localpeer and the name
+    the VIP check answers and expects differ between hap1 and hap2."""
     rendered = {}
     for host, address in (("hap1", "192.168.56.21"), ("hap2", "192.168.56.22")):
         out = tmp_path / host
@@ -280,13 +290,19 @@ def test_both_load_balancers_get_the_same_routing_and_server_ids(tmp_path):
     assert differing == [
         ("    localpeer hap1", "    localpeer hap2"),
         ("    bind 192.168.56.21:8404", "    bind 192.168.56.22:8404"),
+        ("    http-request deny unless { src 192.168.56.100 192.168.56.21 }",
+         "    http-request deny unless { src 192.168.56.100 192.168.56.22 }"),
+        ('    http-request return status 200 content-type text/plain hdr X-Lay7-Node hap1 string "hap1 holds 192.168.56.100\\n"',
+         '    http-request return status 200 content-type text/plain hdr X-Lay7-Node hap2 string "hap2 holds 192.168.56.100\\n"'),
+        ("    http-check expect hdr name X-Lay7-Node value hap1", "    http-check expect hdr name X-Lay7-Node value hap2"),
     ]
 
 
-def test_stand_alone_node_without_peers_or_prometheus(tmp_path):
+def test_stand_alone_node_without_peers_prometheus_or_vip_check(tmp_path):
     extra = base_vars(tmp_path)
     extra["haproxy_l7_peers"] = []
     extra["haproxy_l7_prometheus_enabled"] = False
+    extra["haproxy_l7_vip_check_enabled"] = False
     extra["haproxy_l7_backends"]["sticky_pool"] = dict(copy.deepcopy(MULTI_POOL), persistence="stick-table")
     extra["haproxy_l7_routes"].append({"name": "sticky", "path": "/sticky", "backend": "sticky_pool"})
     result = run_role(tmp_path, extra)
@@ -297,4 +313,5 @@ def test_stand_alone_node_without_peers_or_prometheus(tmp_path):
     directives = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert not [d for d in directives if d.startswith(("peers ", "peer ", "localpeer "))], directives
     assert not [d for d in directives if "prometheus-exporter" in d], directives
+    assert not [d for d in directives if "lay7_vip" in d or ":8406" in d], directives
     assert "stick-table type ip size 100k expire 30m\n" in text
