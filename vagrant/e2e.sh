@@ -165,6 +165,9 @@ step "lock"
 take_lab_lock
 apply_deadline 8  # checks, destroy and clean
 export_vagrant_env
+# No KVM here: the VMs are emulated, so the Vagrantfile gives the load balancers the slower
+# VRRP timers of vagrant/inventory/vms.yml.
+export LAY7_VAGRANT_EMULATED=1
 LOCKED=1  # from here on, finish destroys and cleans up
 
 step "left-overs"
