@@ -32,10 +32,13 @@ try:
 except ImportError:  # pragma: no cover - reported by compile_tls, never at import (ansible-doc must work)
     cryptography = None
 
+# A vault-encrypted inventory value reaches a filter as an EncryptedString from ansible-core 2.19
+# on, before that as an AnsibleVaultEncryptedUnicode (a Sequence, not a str); str() decrypts
+# either. 2.19 still has the old name, as a factory that is no type to compare with.
 try:
-    from ansible.parsing.vault import EncryptedString
-except ImportError:  # pragma: no cover - ansible-core before 2.19
-    EncryptedString = None
+    from ansible.parsing.vault import EncryptedString as VAULTED
+except ImportError:  # ansible-core before 2.19
+    from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode as VAULTED
 
 DEFAULT_FIELD = "haproxy_l7_tls_certificates"
 CERT_KEYS = ("name", "certificate", "certificate_file", "key", "key_file", "default", "sni")
@@ -134,9 +137,8 @@ def covers(name: str, host: str) -> bool:
 
 
 def _text(where: str, field: str, value) -> str:
-    """PEM text from the inventory. A vault-encrypted value reaches a filter as a str subclass
-    (AnsibleVaultEncryptedUnicode) or an EncryptedString; str() gives its plain text."""
-    if isinstance(value, str) or (EncryptedString is not None and isinstance(value, EncryptedString)):
+    """PEM text from the inventory, vault-encrypted or not (VAULTED)."""
+    if isinstance(value, (str, VAULTED)):
         return str(value)
     _fail(f"{where}: {field} must be PEM text (a string), got a {type(value).__name__}")
 
