@@ -19,7 +19,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps browser scan-tools builder-tools collection role-docs lint unit integration integration-timed integration-routes sanity build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
+.PHONY: help venv deps browser scan-tools builder-tools collection role-docs lint unit unit-2.16 unit-2.19 integration integration-timed integration-routes sanity sanity-2.16 sanity-2.19 build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
@@ -36,6 +36,23 @@ $(VENV)/.stamp: requirements.txt
 	touch $@
 
 venv: $(VENV)/.stamp
+
+# The ansible-core support matrix (README, "Support matrix"): the unit tests and ansible-test
+# sanity run on the oldest and the newest core meta/runtime.yml admits, each in a virtualenv of
+# its own made from tests/core/<core>.txt, where the core is pinned, and made anew when that file
+# changes. .venv stays the tools' virtualenv (lint, integration, Molecule). The version check
+# catches a file that pins another core than its name says.
+CORES        := 2.16 2.19
+UNIT_CORES   := $(addprefix unit-,$(CORES))
+SANITY_CORES := $(addprefix sanity-,$(CORES))
+.PRECIOUS: build/core-%/.stamp
+
+build/core-%/.stamp: tests/core/%.txt
+	rm -rf build/core-$*
+	$(PYTHON) -m venv build/core-$*
+	build/core-$*/bin/pip install -q -r $<
+	build/core-$*/bin/python -c 'import sys, ansible.release as r; sys.exit(0 if r.__version__.startswith("$*.") else "$<: installs ansible-core " + r.__version__)'
+	touch $@
 
 # Debian packages the tests need (haproxy for the loopback integration test, the
 # lab substrate for the molecule scenario). Installed only when something is missing.
@@ -137,8 +154,10 @@ docs: docs-lint
 # Both on every core (pytest-xdist): the tests share no state but temporary directories
 # and free loopback ports, and most of their time is spent in separate processes (HAProxy,
 # ansible-playbook).
-unit: venv collection
-	pytest -q -n auto tests/unit
+unit: $(UNIT_CORES)
+
+$(UNIT_CORES): unit-%: build/core-%/.stamp collection
+	PATH=$(CURDIR)/build/core-$*/bin:$$PATH python -m pytest -q -n auto tests/unit
 
 # In two parts. The route tables' feature, conformance and role-render tests measure no timing
 # (their HAProxies run without health checks once up, or retry a case a late check's 503 hit, or
@@ -160,24 +179,32 @@ build: venv
 	rm -rf build/dist && mkdir -p build/dist
 	ansible-galaxy collection build --force --output-path build/dist .
 
-# ansible-test sanity on exactly what ships: the built tarball, extracted under
-# build/sanity/ansible_collections/lay7/ha as its own git repository (ansible-test lists files
-# with git). ansible-test gets a separate venv and HOME so its pinned requirements never touch
-# .venv; its per-test venvs are seeded with pip from PyPI through tests/sanity/pip_bootstrap.py
-# because the usual bootstrap script host (ci-files.testing.ansible.com) is not reachable.
-SANITY_DIR  := build/sanity/ansible_collections/lay7/ha
-SANITY_VENV := $(CURDIR)/build/sanity-venv
-SANITY_HOME := $(CURDIR)/build/sanity-home
-SANITY_PIP  := 24.2
-sanity: venv
-	rm -rf build/sanity build/sanity-dist && mkdir -p $(SANITY_DIR) $(SANITY_HOME)/.ansible/test/cache
-	ansible-galaxy collection build --force --output-path build/sanity-dist .
-	tar -xzf build/sanity-dist/lay7-ha-*.tar.gz -C $(SANITY_DIR)
-	cd $(SANITY_DIR) && git init -q . && git add -A
-	[ -x $(SANITY_VENV)/bin/ansible-test ] || { $(PYTHON) -m venv $(SANITY_VENV) && $(SANITY_VENV)/bin/pip install -q "$$(grep '^ansible-core' requirements.txt)"; }
-	ls $(SANITY_HOME)/.ansible/test/cache/pip-$(SANITY_PIP)-*.whl >/dev/null 2>&1 || $(SANITY_VENV)/bin/pip download -q --no-deps -d $(SANITY_HOME)/.ansible/test/cache pip==$(SANITY_PIP)
-	cp tests/sanity/pip_bootstrap.py $(SANITY_HOME)/.ansible/test/cache/get_pip_$(subst .,_,$(SANITY_PIP)).py
-	cd $(SANITY_DIR) && HOME=$(SANITY_HOME) PATH=$(SANITY_VENV)/bin:$$PATH ansible-test sanity --local --python 3.11 --requirements
+# ansible-test sanity on exactly what ships, on each core of the matrix: the tarball that core's
+# ansible-galaxy builds, extracted under build/sanity/<core>/ansible_collections/lay7/ha as its own
+# git repository (ansible-test lists files with git). Each core's ansible-test runs from its
+# build/core-<core> with a HOME of its own under SANITY_CACHE, outside the clone: the per-test
+# venvs ansible-test makes there (named by a hash of their requirements, so never stale) take
+# minutes to install, which a fresh clone would otherwise pay on every core. They are seeded
+# with pip from PyPI through tests/sanity/pip_bootstrap.py, because the usual bootstrap script host
+# (ci-files.testing.ansible.com) is not reachable. The script is cached under the pip version the
+# core's ansible-test bootstraps (get_venv_packages in ansible_test/_internal/python_requirements.py):
+# change SANITY_PIP_<core> with the core's pin. tests/ is not in the tarball: ansible-test's
+# tests/config.yml is copied in, and tests/sanity/ignore-<core>.txt should a core need one.
+SANITY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lay7-ha/ansible-test
+SANITY_PIP_2.16 := 23.1.2
+SANITY_PIP_2.19 := 24.2
+sanity: $(SANITY_CORES)
+
+$(SANITY_CORES): sanity-%: build/core-%/.stamp
+	rm -rf build/sanity/$* && mkdir -p build/sanity/$*/dist build/sanity/$*/ansible_collections/lay7/ha $(SANITY_CACHE)/$*/.ansible/test/cache
+	build/core-$*/bin/ansible-galaxy collection build --force --output-path build/sanity/$*/dist .
+	tar -xzf build/sanity/$*/dist/lay7-ha-*.tar.gz -C build/sanity/$*/ansible_collections/lay7/ha
+	mkdir -p build/sanity/$*/ansible_collections/lay7/ha/tests/sanity && cp tests/config.yml build/sanity/$*/ansible_collections/lay7/ha/tests/
+	if [ -f tests/sanity/ignore-$*.txt ]; then cp tests/sanity/ignore-$*.txt build/sanity/$*/ansible_collections/lay7/ha/tests/sanity/; fi
+	cd build/sanity/$*/ansible_collections/lay7/ha && git init -q . && git add -A
+	ls $(SANITY_CACHE)/$*/.ansible/test/cache/pip-$(SANITY_PIP_$*)-*.whl >/dev/null 2>&1 || build/core-$*/bin/pip download -q --no-deps -d $(SANITY_CACHE)/$*/.ansible/test/cache pip==$(SANITY_PIP_$*)
+	cp tests/sanity/pip_bootstrap.py $(SANITY_CACHE)/$*/.ansible/test/cache/get_pip_$(subst .,_,$(SANITY_PIP_$*)).py
+	cd build/sanity/$*/ansible_collections/lay7/ha && HOME=$(SANITY_CACHE)/$* PATH=$(CURDIR)/build/core-$*/bin:$$PATH ansible-test sanity --local --python 3.11 --requirements
 
 lab-tests: venv collection deps
 	pytest -q tests/lab
