@@ -34,3 +34,23 @@ def test_not_facts_is_an_error():
 
 def test_registered():
     assert FilterModule().filters()["platform_check"] is platform_check
+
+
+@pytest.mark.parametrize(("core", "tested"), [("2.16.19", False), ("2.17.0", False), ("2.18.1", True),
+                                              ("2.19.14", True)])
+def test_debian_13_needs_a_core_that_supports_its_python(core, tested):
+    got = platform_check({"distribution": "Debian", "distribution_major_version": "13"}, "lay7.ha.x", core)
+    assert got["tested"] is tested
+    if not tested:
+        assert got["message"] == (f"lay7.ha.x: this host runs Debian 13, whose Python ansible-core {core} does not "
+                                  "support on a target; use ansible-core 2.18 or later for Debian 13")
+
+
+def test_debian_12_works_with_every_supported_core():
+    facts = {"distribution": "Debian", "distribution_major_version": "12"}
+    assert platform_check(facts, "r", "2.16.0")["tested"] is True
+
+
+def test_a_bad_core_version_is_an_error():
+    with pytest.raises(AnsibleFilterError, match="ansible_version 'x' is not a version"):
+        platform_check({"distribution": "Debian", "distribution_major_version": "12"}, "r", "x")
