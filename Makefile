@@ -19,7 +19,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv deps browser scan-tools builder-tools collection role-docs lint unit unit-2.16 unit-2.19 integration integration-timed integration-routes sanity sanity-2.16 sanity-2.19 build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
+.PHONY: test-debian12 test-debian13 help venv deps browser scan-tools builder-tools collection role-docs lint unit unit-2.16 unit-2.19 integration integration-timed integration-routes sanity sanity-2.16 sanity-2.19 build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
@@ -28,6 +28,8 @@ help:
 	@echo "make bench  - benchmarks, results written to bench/results/"
 	@echo "make docs   - the HTML documentation site (antsibull-docs) in build/docs/html; make docs-lint only lints it"
 	@echo "make test-vagrant - molecule test -s vagrant on libvirt (slow; not in make test)"
+	@echo "make vagrant-e2e - the root Vagrantfile end to end on libvirt: vagrant up, site.yml, checks through the VIP, destroy (slow; not in make test)"
+	@echo "make test-debian12 / test-debian13 - molecule test -s lab with all five hosts on one Debian release (make test runs them mixed)"
 
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -209,20 +211,38 @@ $(SANITY_CORES): sanity-%: build/core-%/.stamp
 lab-tests: venv collection deps
 	pytest -q tests/lab
 
+# The Debian release(s) the lab's hosts boot in the Molecule scenario (lab/topology.yml
+# image.suites; `make demo` and the lab tool's tests boot the default, bookworm). `mixed` gives
+# each group's hosts bookworm and trixie in turn (hap1, web1 and web3 Debian 12; hap2 and web2
+# Debian 13), so one converge and one verify run every role on both tested releases and the VRRP
+# pair spans them (docs/platforms.md). test-debian12 / test-debian13: one release everywhere.
+LAB_RELEASE ?= mixed
+
 # The core verification (every feature on the real hosts; see LAY7_VERIFY in
 # molecule/shared/tests/conftest.py) ...
 molecule-lab: venv collection deps browser scan-tools prometheus
-	LAY7_VERIFY=core molecule test -s lab
+	LAY7_LAB_RELEASE=$(LAB_RELEASE) LAY7_VERIFY=core molecule test -s lab
+
+# The same on a lab whose five hosts all run one release (not in make test: its budget).
+test-debian12 test-debian13:
+	$(MAKE) --no-print-directory molecule-lab LAB_RELEASE=$(if $(findstring 12,$@),bookworm,trixie)
 
 # ... and all of it: the core plus the extended fault, change and HTTPS scenarios (about
 # twice as long; not in `make test`).
 test-extended: venv collection deps browser scan-tools prometheus
-	LAY7_VERIFY=all molecule test -s lab
+	LAY7_LAB_RELEASE=$(LAB_RELEASE) LAY7_VERIFY=all molecule test -s lab
 
 # Not part of `make test` (too slow for every change): the Vagrant scenario with the
 # libvirt provider and a locally built box; installs what it needs (docs/vagrant.md).
 test-vagrant: venv collection deps browser scan-tools prometheus
 	vagrant/test.sh
+
+# Not part of `make test` either: the root Vagrantfile as its users run it (vagrant up with the
+# local box, its Ansible provisioner running site.yml), the routing checks through the VIP from
+# this machine, vagrant destroy, nothing left behind; times in build/vagrant-e2e.json (docs/vagrant.md).
+.PHONY: vagrant-e2e
+vagrant-e2e: venv collection deps
+	vagrant/e2e.sh
 
 # `make test` is `molecule test -s lab` plus every check without hosts, ordered to fit its
 # 25-minute budget on two cores: first what measures timing on this machine alone (the lab
@@ -240,12 +260,12 @@ checks: lint docs-lint unit sanity integration-routes
 lab-converged: venv collection deps browser scan-tools prometheus
 	molecule destroy -s lab
 	molecule syntax -s lab
-	molecule create -s lab
+	LAY7_LAB_RELEASE=$(LAB_RELEASE) molecule create -s lab
 	molecule converge -s lab
 	molecule idempotence -s lab
 
 lab-verified: venv collection prometheus
-	LAY7_VERIFY=core molecule verify -s lab || { molecule destroy -s lab; exit 1; }
+	LAY7_LAB_RELEASE=$(LAB_RELEASE) LAY7_VERIFY=core molecule verify -s lab || { molecule destroy -s lab; exit 1; }
 	molecule destroy -s lab
 
 demo: venv collection deps
