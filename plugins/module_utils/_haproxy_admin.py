@@ -24,6 +24,26 @@ INHERITED_DRAIN = 0x10
 OP_RUNNING = 2
 
 
+def exchange(path: str, text: str, timeout: float, half_close: bool = False) -> str:
+    """Send text on a new connection to the Unix socket `path`, return all HAProxy writes before
+    it closes. half_close: close our sending side after the text, which the master CLI waits for
+    before it answers (it keeps a connection open for more commands, as `echo ... | socat`
+    shows). Socket errors (timeouts included) are raised as they are, for the caller to word."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(path)
+        conn.sendall(text.encode())
+        if half_close:
+            conn.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
 class AdminError(Exception):
     """HAProxy refused a command, or the socket could not be used.
 
@@ -50,20 +70,10 @@ class AdminSocket:
 
     def _send(self, text: str) -> str:
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(self.timeout)
-                conn.connect(self.path)
-                conn.sendall(text.encode())
-                chunks = []
-                while True:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
+            return exchange(self.path, text, self.timeout)
         except OSError as exc:
             absent = isinstance(exc, (FileNotFoundError, ConnectionRefusedError))
             raise AdminError(f"cannot use the HAProxy admin socket {self.path}: {exc}", absent=absent) from exc
-        return b"".join(chunks).decode("utf-8", errors="replace")
 
     def commands(self, lines: list) -> str:
         """Several commands on one line (';' between them), run one after the other by

@@ -23,6 +23,8 @@ import re
 import socket
 import time
 
+from ansible_collections.lay7.ha.plugins.module_utils._haproxy_admin import exchange
+
 # The first version whose "reload" answers with the outcome (doc/management.txt, "reload").
 SYNC_RELOAD_VERSION = (2, 7)
 
@@ -89,26 +91,13 @@ class MasterCLI:
     def send(self, line: str, timeout: float | None = None) -> str:
         """Send one command, return everything the master writes before it closes."""
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.settimeout(timeout or self.timeout)
-                conn.connect(self.path)
-                conn.sendall((line + "\n").encode())
-                # The master CLI keeps a connection open for more commands until the client's
-                # side closes (as `echo ... | socat` does); then it answers and closes.
-                conn.shutdown(socket.SHUT_WR)
-                chunks = []
-                while True:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    chunks.append(chunk)
+            return exchange(self.path, line + "\n", timeout or self.timeout, half_close=True)
         except socket.timeout:
             raise MasterError(f"the HAProxy master on {self.path} did not answer '{line}' within "
                               f"{timeout or self.timeout:g} s") from None
         except OSError as exc:
             raise MasterError(f"cannot use the HAProxy master CLI {self.path}: {exc} (is HAProxy running "
                               "in master-worker mode with -S on that socket?)") from exc
-        return b"".join(chunks).decode("utf-8", errors="replace")
 
     def proc(self) -> dict:
         return parse_proc(self.send("show proc"))
