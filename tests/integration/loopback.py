@@ -75,6 +75,19 @@ _next_port = random.randrange(len(_PORTS))
 _port_lock = threading.Lock()
 
 
+def offline_role_paths(tmp) -> dict:
+    """The haproxy_l7 variables that keep a render of the role inside the directory `tmp` and away
+    from this machine's HAProxy service: every file it writes, and no reload."""
+    return {
+        "haproxy_l7_config_file": str(tmp / "haproxy.cfg"),
+        "haproxy_l7_map_dir": str(tmp / "maps"),
+        "haproxy_l7_errors_dir": str(tmp / "errors"),
+        "haproxy_l7_tls_dir": str(tmp / "certs"),
+        "haproxy_l7_path_parents": [str(tmp)],
+        "haproxy_l7_service_managed": False,
+    }
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, from this process's own block (see _port_block)."""
     global _next_port

@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from loopback import offline_role_paths
 from seed_tables import SEED_ROUTES  # the lab inventory's route table (tests/unit/plugins/filter)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,12 +70,7 @@ def base_vars(tmp: Path) -> dict:
         "haproxy_l7_backends": copy.deepcopy(SEED_BACKENDS),
         "haproxy_l7_routes": copy.deepcopy(SEED_ROUTES),
         "haproxy_l7_default_backend": "main",
-        "haproxy_l7_config_file": str(tmp / "haproxy.cfg"),
-        "haproxy_l7_map_dir": str(tmp / "maps"),
-        "haproxy_l7_errors_dir": str(tmp / "errors"),
-        "haproxy_l7_tls_dir": str(tmp / "certs"),
-        "haproxy_l7_path_parents": [str(tmp)],
-        "haproxy_l7_service_managed": False,
+        **offline_role_paths(tmp),
     }
 
 

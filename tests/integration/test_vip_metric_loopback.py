@@ -38,7 +38,7 @@ import time
 import pytest
 import yaml
 from lab.prometheus import PrometheusServer
-from loopback import HAPROXY, LOOPBACK, NamedBackend, free_port
+from loopback import HAPROXY, LOOPBACK, NamedBackend, free_port, offline_role_paths
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # What the role renders (documentation addresses) and what they stand for here.
@@ -93,12 +93,7 @@ def _node_vars(node: str, tmp: pathlib.Path) -> dict:
         "haproxy_l7_health_check_downinter": "100ms",
         "haproxy_l7_health_check_fall": 1,
         "haproxy_l7_health_check_rise": 1,
-        "haproxy_l7_config_file": str(tmp / "haproxy.cfg"),
-        "haproxy_l7_map_dir": str(tmp / "maps"),
-        "haproxy_l7_errors_dir": str(tmp / "errors"),
-        "haproxy_l7_tls_dir": str(tmp / "certs"),
-        "haproxy_l7_path_parents": [str(tmp)],
-        "haproxy_l7_service_managed": False,
+        **offline_role_paths(tmp),
     }
 
 
