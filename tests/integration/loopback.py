@@ -382,11 +382,22 @@ class HAProxy:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"haproxy exited: {(self.workdir / 'haproxy.log').read_text()}")
+            # The admin socket's file appears when HAProxy binds it, a moment before it listens
+            # (it binds every socket first, then listens on each), so a connect is what says ready.
             with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.2):
-                if self.sock.exists() and (self.tls_port is None or self._listening(self.tls_port)):
+                if self._admin_listening() and (self.tls_port is None or self._listening(self.tls_port)):
                     return
             time.sleep(0.02)
         raise TimeoutError("haproxy did not start listening")
+
+    def _admin_listening(self) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            try:
+                s.connect(str(self.sock))
+                return True
+            except OSError:
+                return False
 
     @staticmethod
     def _listening(port: int) -> bool:
@@ -411,7 +422,13 @@ class HAProxy:
     def command(self, cmd: str) -> str:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(5)
-            s.connect(str(self.sock))
+            try:
+                s.connect(str(self.sock))
+            except ConnectionRefusedError as exc:
+                # Say whether HAProxy is still there and what it logged, not only "refused".
+                state = "running" if self.proc is not None and self.proc.poll() is None else "exited"
+                log = (self.workdir / "haproxy.log").read_text(errors="replace")[-2000:]
+                raise ConnectionRefusedError(f"{exc}; haproxy {state}; its log ends:\n{log}") from exc
             s.sendall(cmd.encode() + b"\n")
             chunks = []
             while chunk := s.recv(65536):
