@@ -19,7 +19,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: test-debian12 test-debian13 help venv deps browser scan-tools builder-tools collection role-docs lint unit unit-2.16 unit-2.19 integration integration-timed integration-routes sanity sanity-2.16 sanity-2.19 build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
+.PHONY: test-debian12 test-debian13 help venv deps browser scan-tools builder-tools collection role-docs lint unit unit-2.16 unit-2.19 integration integration-timed integration-untimed sanity sanity-2.16 sanity-2.19 build lab-tests molecule-lab test checks lab-converged lab-verified test-extended test-vagrant demo bench clean
 
 help:
 	@echo "make demo   - boot the lab, deploy the topology, print the proof"
@@ -42,17 +42,16 @@ venv: $(VENV)/.stamp
 # The ansible-core support matrix (README, "Support matrix"): the unit tests and ansible-test
 # sanity run on the oldest and the newest core meta/runtime.yml admits, each in a virtualenv of
 # its own made from tests/core/<core>.txt, where the core is pinned, and made anew when that file
-# changes. .venv stays the tools' virtualenv (lint, integration, Molecule). The version check
-# catches a file that pins another core than its name says.
+# changes (build/core-<core> links to it in the machine's cache: tools/cached_venv.sh, as for the
+# other tool virtualenvs below). .venv stays the tools' virtualenv (lint, integration, Molecule).
+# The version check catches a file that pins another core than its name says.
 CORES        := 2.16 2.19
 UNIT_CORES   := $(addprefix unit-,$(CORES))
 SANITY_CORES := $(addprefix sanity-,$(CORES))
 .PRECIOUS: build/core-%/.stamp
 
 build/core-%/.stamp: tests/core/%.txt
-	rm -rf build/core-$*
-	$(PYTHON) -m venv build/core-$*
-	build/core-$*/bin/pip install -q -r $<
+	tools/cached_venv.sh build/core-$* $<
 	build/core-$*/bin/python -c 'import sys, ansible.release as r; sys.exit(0 if r.__version__.startswith("$*.") else "$<: installs ansible-core " + r.__version__)'
 	touch $@
 
@@ -85,16 +84,14 @@ prometheus:
 
 # sslyze, the TLS scanner of the HTTPS tests, in a virtualenv of its own.
 $(SCAN_VENV)/.stamp: tests/scan-requirements.txt
-	$(PYTHON) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/pip install -q -r tests/scan-requirements.txt
+	tools/cached_venv.sh $(SCAN_VENV) $<
 	touch $@
 
 scan-tools: $(SCAN_VENV)/.stamp
 
 # ansible-builder, for the execution-environment test (docs/awx.md), in a virtualenv of its own.
 $(BUILDER_VENV)/.stamp: tests/builder-requirements.txt
-	$(PYTHON) -m venv $(BUILDER_VENV)
-	$(BUILDER_VENV)/bin/pip install -q -r tests/builder-requirements.txt
+	tools/cached_venv.sh $(BUILDER_VENV) $<
 	touch $@
 
 builder-tools: $(BUILDER_VENV)/.stamp
@@ -123,8 +120,7 @@ DOCS_DIR  := build/docs
 .PHONY: docs docs-lint docs-tools
 
 $(DOCS_VENV)/.stamp: tests/docs-requirements.txt
-	$(PYTHON) -m venv --clear $(DOCS_VENV)
-	$(DOCS_BIN)/pip install -q -r tests/docs-requirements.txt
+	tools/cached_venv.sh $(DOCS_VENV) $<
 	touch $@
 
 docs-tools: $(DOCS_VENV)/.stamp
@@ -161,21 +157,25 @@ unit: $(UNIT_CORES)
 $(UNIT_CORES): unit-%: build/core-%/.stamp collection
 	PATH=$(CURDIR)/build/core-$*/bin:$$PATH python -m pytest -q -n auto tests/unit
 
-# In two parts. The route tables' feature, conformance and role-render tests measure no timing
-# (their HAProxies run without health checks once up, or retry a case a late check's 503 hit, or
-# are only rendered), nor does the execution-environment test (ansible-builder create and
-# introspect, no container): make test runs them beside the lab's converge, where there is room.
-# The rest, with the loopback HAProxies that check their servers every 100 ms, alone.
-ROUTE_TESTS := tests/integration/test_route_features_loopback.py tests/integration/test_httproute_conformance.py \
-	tests/integration/test_haproxy_role_render_routes.py tests/integration/test_execution_environment.py
+# In two parts. What measures no timing runs beside the lab's converge in make test, where there
+# is room: the route tables' feature and conformance tests (their HAProxies run without health
+# checks once up, or retry a case a late check's 503 hit), the role renders (ansible-playbook on
+# this machine, haproxy -c; no HAProxy left running), the inventory, collection-build and
+# execution-environment tests (ansible-builder create and introspect, no container), promtool's
+# rule tests (their clock is simulated) and the regex-engine check. The rest, with the loopback
+# HAProxies that check their servers every 100 ms and the bounds that follow from it, alone.
+UNTIMED_TESTS := $(addprefix tests/integration/,test_route_features_loopback.py test_httproute_conformance.py \
+	test_haproxy_role_render.py test_haproxy_role_render_routes.py test_haproxy_tls_render.py \
+	test_topology_vars.py test_scenario_inventories.py test_collection_build.py \
+	test_execution_environment.py test_prometheus_rules.py test_regex_pcre2.py)
 
-integration: integration-timed integration-routes
+integration: integration-timed integration-untimed
 
 integration-timed: venv collection deps prometheus
-	pytest -q -n auto tests/integration $(addprefix --ignore=,$(ROUTE_TESTS))
+	pytest -q -n auto tests/integration $(addprefix --ignore=,$(UNTIMED_TESTS))
 
-integration-routes: venv collection deps builder-tools
-	pytest -q -n auto $(ROUTE_TESTS)
+integration-untimed: venv collection deps builder-tools prometheus
+	pytest -q -n auto $(UNTIMED_TESTS)
 
 build: venv
 	rm -rf build/dist && mkdir -p build/dist
@@ -247,14 +247,14 @@ vagrant-e2e: venv collection deps
 # `make test` is `molecule test -s lab` plus every check without hosts, ordered to fit its
 # 25-minute budget on two cores: first what measures timing on this machine alone (the lab
 # tool's tests, the loopback HAProxy's 100 ms health checks in integration-timed); then lint,
-# docs-lint, unit, sanity and integration-routes, which measure nothing, side by side with the lab
+# docs-lint, unit, sanity and integration-untimed, which measure nothing, side by side with the lab
 # scenario's create, converge and idempotence; then verify alone (its bounds are timings), then
 # destroy. A failure in the middle step still destroys the lab.
 test: lab-tests integration-timed
 	$(MAKE) --no-print-directory -j2 --output-sync=target lab-converged checks || { molecule destroy -s lab >/dev/null 2>&1 || true; exit 1; }
 	$(MAKE) --no-print-directory lab-verified
 
-checks: lint docs-lint unit sanity integration-routes
+checks: lint docs-lint unit sanity integration-untimed
 
 # molecule test -s lab in two halves (the same steps in the same order).
 lab-converged: venv collection deps browser scan-tools prometheus
@@ -278,3 +278,8 @@ bench: venv collection deps
 
 clean:
 	rm -rf build .collections .pytest_cache
+
+# The tool virtualenvs kept across clones (tools/cached_venv.sh) and ansible-test's (SANITY_CACHE).
+.PHONY: clean-cache
+clean-cache:
+	rm -rf $(or $(LAY7_TOOL_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lay7-ha/venvs) $(SANITY_CACHE)
