@@ -35,6 +35,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from ansible_collections.lay7.ha.plugins.module_utils._haproxy_admin import exchange
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -378,34 +379,30 @@ class HAProxy:
         self.check()
         self.log = open(self.workdir / "haproxy.log", "w")
         self.proc = subprocess.Popen([HAPROXY, "-db", "-f", str(self.cfg)], stdout=self.log, stderr=subprocess.STDOUT)
+        # Ready when the HTTP bind, the admin socket and the TLS bind (if any) all accept. The admin
+        # socket's file appears when HAProxy binds it, a moment before it listens (it binds every
+        # socket first, then listens on each): its existence is not enough.
+        ready = [(LOOPBACK, self.port), str(self.sock)] + ([(LOOPBACK, self.tls_port)] if self.tls_port else [])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"haproxy exited: {(self.workdir / 'haproxy.log').read_text()}")
-            # The admin socket's file appears when HAProxy binds it, a moment before it listens
-            # (it binds every socket first, then listens on each), so a connect is what says ready.
-            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=0.2):
-                if self._admin_listening() and (self.tls_port is None or self._listening(self.tls_port)):
-                    return
+            if all(self._accepts(address) for address in ready):
+                return
             time.sleep(0.02)
         raise TimeoutError("haproxy did not start listening")
 
-    def _admin_listening(self) -> bool:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    @staticmethod
+    def _accepts(address) -> bool:
+        """Whether a connection to ``address`` (a loopback (host, port) or a Unix socket path) is accepted."""
+        family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
             s.settimeout(0.2)
             try:
-                s.connect(str(self.sock))
+                s.connect(address)
                 return True
             except OSError:
                 return False
-
-    @staticmethod
-    def _listening(port: int) -> bool:
-        try:
-            with socket.create_connection((LOOPBACK, port), timeout=0.2):
-                return True
-        except OSError:
-            return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -420,20 +417,13 @@ class HAProxy:
         self.proc = None
 
     def command(self, cmd: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            try:
-                s.connect(str(self.sock))
-            except ConnectionRefusedError as exc:
-                # Say whether HAProxy is still there and what it logged, not only "refused".
-                state = "running" if self.proc is not None and self.proc.poll() is None else "exited"
-                log = (self.workdir / "haproxy.log").read_text(errors="replace")[-2000:]
-                raise ConnectionRefusedError(f"{exc}; haproxy {state}; its log ends:\n{log}") from exc
-            s.sendall(cmd.encode() + b"\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        try:
+            return exchange(str(self.sock), cmd + "\n", 5)
+        except ConnectionRefusedError as exc:
+            # Say whether HAProxy is still there and what it logged, not only "refused".
+            state = "running" if self.proc is not None and self.proc.poll() is None else "exited"
+            log = (self.workdir / "haproxy.log").read_text(errors="replace")[-2000:]
+            raise ConnectionRefusedError(f"{exc}; haproxy {state}; its log ends:\n{log}") from exc
 
     def server_states(self) -> dict:
         """(backend, server) -> 'UP' / 'DOWN' / ... from ``show stat``."""
