@@ -242,6 +242,16 @@ class HttpClient:
         return True
 
 
+# The tested Debian releases, by VERSION_ID: (codename, HAProxy major.minor, keepalived
+# major.minor) the distribution ships - what a host of each release is expected to run.
+DEBIAN_RELEASES = {"12": ("bookworm", "2.6", "2.2"), "13": ("trixie", "3.0", "2.3")}
+
+
+def debian_release(host) -> str:
+    """The host's Debian release, VERSION_ID of /etc/os-release ("12", "13")."""
+    return host.run("sh -c '. /etc/os-release; echo $VERSION_ID'").stdout.strip()
+
+
 def tcp_connects(address: str, port: int, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((address, port), timeout=timeout):

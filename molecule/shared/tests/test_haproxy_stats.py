@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import HttpClient, Reply, inventory_path, tcp_connects, vip_holders, wait_for
+from conftest import DEBIAN_RELEASES, HttpClient, Reply, debian_release, inventory_path, tcp_connects, vip_holders, wait_for
 
 STATS_PORT = 8404
 STATS_URI = "/stats"
@@ -153,9 +153,8 @@ def test_runtime_api_socket_answers(inventory, nodes):
         assert sock.is_socket and sock.mode == 0o660 and sock.group == "haproxy", name
         info = node.check_output(f"echo 'show info' | socat stdio {SOCKET}")
         # The running process is the release's HAProxy: 2.6 on Debian 12, 3.0 on Debian 13.
-        release = node.check_output("sh -c '. /etc/os-release; echo $VERSION_ID'").strip()
-        version = {"12": r"2\.6\.", "13": r"3\.0\."}[release]
-        assert "Name: HAProxy" in info and re.search(rf"^Version: {version}", info, re.MULTILINE), info[:300]
+        _, haproxy, _ = DEBIAN_RELEASES[debian_release(node)]
+        assert "Name: HAProxy" in info and re.search(rf"^Version: {re.escape(haproxy)}\.", info, re.MULTILINE), info[:300]
         servers = node.check_output(f"echo 'show servers state' | socat stdio {SOCKET}")
         for web in inventory.webservers:
             assert f" {web} " in servers, f"{name}: runtime API does not know {web}"

@@ -11,33 +11,28 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import DEBIAN_RELEASES, debian_release
 from testinfra.modules.ansible import AnsibleException
 
-# Debian release -> (HAProxy major.minor, keepalived major.minor) the distribution ships.
-RELEASES = {"12": ("bookworm", "2.6", "2.2"), "13": ("trixie", "3.0", "2.3")}
 MASTER_SOCKET = "/run/haproxy-master.sock"
 CONFIG = "/etc/haproxy/haproxy.cfg"
 
 
-def _release(host) -> str:
-    return host.run("sh -c '. /etc/os-release; echo $VERSION_ID'").stdout.strip()
-
-
 def test_every_host_runs_a_tested_release(nodes):
-    releases = {name: _release(host) for name, host in nodes.items()}
-    assert set(releases.values()) <= set(RELEASES), releases
+    releases = {name: debian_release(host) for name, host in nodes.items()}
+    assert set(releases.values()) <= set(DEBIAN_RELEASES), releases
     wanted = os.environ.get("LAY7_LAB_RELEASE")
     if wanted and os.environ.get("LAY7_SUBSTRATE", "lab") == "lab":
         from lab.topology import load
         topo = load(release=wanted)
-        codenames = {name: RELEASES[v][0] for name, v in releases.items()}
+        codenames = {name: DEBIAN_RELEASES[v][0] for name, v in releases.items()}
         assert codenames == {name: topo.suite_of(name) for name in nodes}, "the lab booted other releases"
 
 
 def test_each_release_runs_its_own_haproxy_and_keepalived(nodes, inventory):
     for name in inventory.loadbalancers:
         host = nodes[name]
-        _, haproxy, keepalived = RELEASES[_release(host)]
+        _, haproxy, keepalived = DEBIAN_RELEASES[debian_release(host)]
         assert host.run("haproxy -v").stdout.startswith(f"HAProxy version {haproxy}."), name
         assert f"Keepalived v{keepalived}." in host.run("keepalived --version").stderr + host.run(
             "keepalived --version").stdout, name
@@ -68,7 +63,7 @@ def _reload(host, expect_failure: bool = False) -> dict:
 def test_a_reload_is_confirmed_the_way_the_running_haproxy_allows(which, nodes, inventory, vip):
     name = inventory.loadbalancers[which]
     host = nodes[name]
-    _, haproxy, _ = RELEASES[_release(host)]
+    _, haproxy, _ = DEBIAN_RELEASES[debian_release(host)]
     got = _reload(host)
     assert got["changed"] is True and got["version"].startswith(haproxy + ".")
     if haproxy == "2.6":
@@ -87,7 +82,7 @@ def test_a_reload_that_cannot_load_fails_and_the_old_configuration_serves(which,
     version tells it, and HAProxy keeps serving with the configuration it had."""
     name = inventory.loadbalancers[which]
     host = nodes[name]
-    _, haproxy, _ = RELEASES[_release(host)]
+    _, haproxy, _ = DEBIAN_RELEASES[debian_release(host)]
     try:
         host.run_expect([0], f"cp -p {CONFIG} /root/haproxy.cfg.platform-test")
         host.run_expect([0], f"printf '\\nfrontend lay7_test_port_clash\\n    bind 127.0.0.1:22\\n' >> {CONFIG}")
